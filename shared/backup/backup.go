@@ -1,0 +1,663 @@
+// Package backup orchestrates one scheduled backup of a cluster: lease -> pick the member ->
+// freeze -> one crash-consistent multi-volume snapshot set -> thaw on every path -> mark the set
+// -> retention -> result and metrics. It depends only on the ports of package fleet, so the same
+// code runs against AWS and against the local site.
+package backup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgfleet/pgfleet/shared/config"
+	"github.com/pgfleet/pgfleet/shared/fleet"
+	"github.com/pgfleet/pgfleet/shared/hostscripts"
+	"github.com/pgfleet/pgfleet/shared/metrics"
+	"github.com/pgfleet/pgfleet/shared/snapset"
+)
+
+// Request names the cluster to back up.
+type Request struct {
+	Cluster string `json:"cluster"`
+}
+
+// Retry bounds a retried step.
+type Retry struct {
+	Attempts int
+	Initial  time.Duration
+	Max      time.Duration
+}
+
+// Timeouts bound each step. Tests shrink them.
+type Timeouts struct {
+	Lease    time.Duration // lease expiry: longer than any run
+	Freeze   time.Duration // the freeze command, end to end
+	Snapshot time.Duration // the CreateSnapshots call
+	Thaw     time.Duration // one thaw attempt
+	// MinRemaining is the least time that must be left before the deadline to start a freeze.
+	MinRemaining time.Duration
+}
+
+// DefaultTimeouts suit a Lambda with a 5 minute timeout.
+var DefaultTimeouts = Timeouts{
+	Lease:        15 * time.Minute,
+	Freeze:       60 * time.Second,
+	Snapshot:     30 * time.Second,
+	Thaw:         20 * time.Second,
+	MinRemaining: 90 * time.Second,
+}
+
+// DefaultThawRetry retries a failed thaw quickly: the watchdog is only the last resort.
+var DefaultThawRetry = Retry{Attempts: 4, Initial: 200 * time.Millisecond, Max: 2 * time.Second}
+
+// Backup runs backups. Every field but Log, Now, Owner, Timeouts and ThawRetry is required.
+type Backup struct {
+	Configs   config.Source
+	Members   fleet.Finder
+	Hosts     fleet.HostRunner
+	Snapshots fleet.SnapshotStore
+	Lease     fleet.Lease
+	Metrics   metrics.Sink
+	Log       *slog.Logger
+	Now       func() time.Time
+	// Owner identifies this run in the lease (the Lambda request id).
+	Owner     string
+	Timeouts  Timeouts
+	ThawRetry Retry
+}
+
+// Result is what a run returns (and what the Lambda answers).
+type Result struct {
+	Cluster          string             `json:"cluster"`
+	Status           string             `json:"status"` // completed, failed, skipped
+	Reason           string             `json:"reason,omitempty"`
+	SetID            string             `json:"setId,omitempty"`
+	InstanceID       string             `json:"instanceId,omitempty"`
+	Role             string             `json:"role,omitempty"`
+	SnapshotIDs      []string           `json:"snapshotIds,omitempty"`
+	Volumes          int                `json:"volumes,omitempty"`
+	SizeGiB          int64              `json:"sizeGiB,omitempty"`
+	Frozen           bool               `json:"frozen"`
+	WritesBlockedMS  float64            `json:"writesBlockedMs"`
+	RedoWALFile      string             `json:"redoWalFile,omitempty"`
+	SnapshotLSN      string             `json:"snapshotLsn,omitempty"`
+	StepsMS          map[string]float64 `json:"stepsMs"`
+	Retention        []RetentionEntry   `json:"retention,omitempty"`
+	DeletedSets      []string           `json:"deletedSets,omitempty"`
+	AbandonedMarked  []string           `json:"abandonedSetsMarkedFailed,omitempty"`
+	Warnings         []string           `json:"warnings,omitempty"`
+	ThawVerified     bool               `json:"thawVerified"`
+	StandbySignalSet bool               `json:"standbySignalWritten"`
+}
+
+// RetentionEntry is one retention decision in the result.
+type RetentionEntry struct {
+	SetID   string   `json:"setId"`
+	Keep    bool     `json:"keep"`
+	Reasons []string `json:"reasons"`
+}
+
+// Errors a caller can test for.
+var (
+	ErrBadRequest = errors.New("bad request")
+	ErrNoMember   = errors.New("no usable member")
+)
+
+func (b *Backup) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
+func (b *Backup) log() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.Default()
+}
+
+func (b *Backup) timeouts() Timeouts {
+	t := b.Timeouts
+	d := DefaultTimeouts
+	if t.Lease == 0 {
+		t.Lease = d.Lease
+	}
+	if t.Freeze == 0 {
+		t.Freeze = d.Freeze
+	}
+	if t.Snapshot == 0 {
+		t.Snapshot = d.Snapshot
+	}
+	if t.Thaw == 0 {
+		t.Thaw = d.Thaw
+	}
+	if t.MinRemaining == 0 {
+		t.MinRemaining = d.MinRemaining
+	}
+	return t
+}
+
+// Run performs one backup of req.Cluster. A skipped run (a volume with too many pending
+// snapshots) returns Status "skipped" and no error.
+func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
+	res = Result{Cluster: req.Cluster, StepsMS: map[string]float64{}}
+	start := b.now()
+	if !config.ValidName(req.Cluster) {
+		return b.fail(res, fmt.Errorf("%w: cluster %q is not a valid cluster name", ErrBadRequest, req.Cluster))
+	}
+	cfg, err := b.Configs.Load(ctx, req.Cluster)
+	if err != nil {
+		return b.fail(res, fmt.Errorf("load configuration: %w", err))
+	}
+	log := b.log().With("cluster", cfg.Name)
+
+	leaseKey := "backup/" + cfg.Name
+	owner := b.Owner
+	if owner == "" {
+		owner = fmt.Sprintf("run-%d", start.UnixNano())
+	}
+	t0 := b.now()
+	if err := b.Lease.Acquire(ctx, leaseKey, owner, b.timeouts().Lease); err != nil {
+		return b.fail(res, fmt.Errorf("take lease %s: %w", leaseKey, err))
+	}
+	res.StepsMS["lease"] = ms(b.now().Sub(t0))
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if rerr := b.Lease.Release(rctx, leaseKey, owner); rerr != nil {
+			log.Warn("release lease", "step", "lease", "error", rerr.Error())
+			res.Warnings = append(res.Warnings, "lease not released (it expires by itself): "+rerr.Error())
+		}
+	}()
+
+	res, err = b.runLocked(ctx, log, cfg, res)
+	res.StepsMS["total"] = ms(b.now().Sub(start))
+	b.emit(cfg.Name, res)
+	if err != nil {
+		return b.fail(res, err)
+	}
+	log.Info("backup finished", "step", "done", "status", res.Status, "set_id", res.SetID,
+		"writes_blocked_ms", res.WritesBlockedMS, "reason", res.Reason)
+	return res, nil
+}
+
+func (b *Backup) fail(res Result, err error) (Result, error) {
+	res.Status = "failed"
+	res.Reason = err.Error()
+	b.log().Error("backup failed", "cluster", res.Cluster, "set_id", res.SetID, "error", err.Error())
+	return res, err
+}
+
+func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Cluster, res Result) (Result, error) {
+	to := b.timeouts()
+
+	// Pick the member (before anything is frozen).
+	t := b.now()
+	member, err := b.pickMember(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	res.InstanceID, res.Role = member.InstanceID, member.Role
+	log = log.With("instance", member.InstanceID)
+	data := member.DataVolumes()
+	if len(data) == 0 {
+		return res, fmt.Errorf("%w: instance %s has no data volumes (only its root volume); put PostgreSQL data on separate EBS volumes", ErrNoMember, member.InstanceID)
+	}
+	volumeIDs := make([]string, 0, len(data))
+	for _, v := range data {
+		volumeIDs = append(volumeIDs, v.VolumeID)
+	}
+	pending, err := b.Snapshots.PendingSnapshots(ctx, volumeIDs)
+	if err != nil {
+		return res, fmt.Errorf("count pending snapshots of %s: %w", member.InstanceID, err)
+	}
+	for _, id := range volumeIDs {
+		if pending[id] >= 2 {
+			res.Status = "skipped"
+			res.Reason = fmt.Sprintf("volume %s of %s already has %d pending snapshots; skipped so snapshots do not pile up (the previous ones are still being copied)", id, member.InstanceID, pending[id])
+			log.Warn("backup skipped", "step", "preflight", "reason", res.Reason)
+			return res, nil
+		}
+	}
+	// Earlier runs that died before marking their set leave it pending: under the lease nobody
+	// else can be working on it, so it is marked failed now rather than left unmarked.
+	existing, err := b.listSets(ctx, cfg.Name)
+	if err != nil {
+		return res, err
+	}
+	for _, s := range existing {
+		if s.Status == snapset.StatusPending {
+			if err := b.markSet(ctx, s, snapset.StatusFailed, "abandoned: the run that created it ended before marking it", nil); err != nil {
+				return res, fmt.Errorf("mark abandoned set %s failed: %w", s.SetID, err)
+			}
+			res.AbandonedMarked = append(res.AbandonedMarked, s.SetID)
+		}
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < to.MinRemaining {
+		return res, fmt.Errorf("only %s left before the deadline, need %s to freeze, snapshot and thaw safely; nothing was frozen", time.Until(dl).Round(time.Millisecond), to.MinRemaining)
+	}
+	res.StepsMS["preflight"] = ms(b.now().Sub(t))
+
+	// Freeze. From here on, every path thaws.
+	args := freezeArgs(cfg)
+	t = b.now()
+	fctx, cancel := context.WithTimeout(ctx, to.Freeze)
+	line, ferr := b.Hosts.Run(fctx, member.InstanceID, hostscripts.Freeze, args)
+	cancel()
+	res.StepsMS["freeze"] = ms(b.now().Sub(t))
+	var fr hostscripts.FreezeResult
+	if ferr == nil {
+		if err := json.Unmarshal(line, &fr); err != nil {
+			ferr = fmt.Errorf("read freeze result %q: %w", truncate(string(line), 300), err)
+		} else if !fr.OK {
+			ferr = fmt.Errorf("freeze refused: %s", fr.Error)
+		}
+	} else if len(line) > 0 {
+		if json.Unmarshal(line, &fr) == nil && fr.Error != "" {
+			ferr = fmt.Errorf("freeze on %s: %s: %w", member.InstanceID, fr.Error, ferr)
+		}
+	}
+	if ferr != nil {
+		// The script cleans up after its own refusals, but a lost or timed-out command may have
+		// frozen: thaw anyway (thaw is idempotent).
+		_, terr := b.thaw(ctx, log, member.InstanceID, cfg)
+		if terr != nil {
+			return res, fmt.Errorf("freeze failed: %w; and thaw failed too (the watchdog thaws within %ds): %v", ferr, cfg.WatchdogSeconds, terr)
+		}
+		return res, fmt.Errorf("freeze on %s: %w (nothing snapshotted, host thawed)", member.InstanceID, ferr)
+	}
+	res.Frozen = fr.Frozen
+	res.StandbySignalSet = fr.StandbySignalWritten
+	res.RedoWALFile, res.SnapshotLSN = fr.RedoWALFile, fr.SnapshotLSN
+
+	// Snapshot while frozen: one CreateSnapshots call, nothing else in the window.
+	createdAt := b.now()
+	meta := snapset.Meta{
+		Cluster:        cfg.Name,
+		SetID:          snapset.NewSetID(cfg.Name, createdAt),
+		Status:         snapset.StatusPending,
+		SourceInstance: member.InstanceID,
+		SourceRole:     roleOf(fr, member),
+		PGVersion:      fr.PGVersion,
+		Timeline:       fr.Timeline,
+		RedoLSN:        fr.RedoLSN,
+		RedoWALFile:    fr.RedoWALFile,
+		SnapshotLSN:    fr.SnapshotLSN,
+		Consistency:    consistencyOf(cfg, fr),
+		CreatedAt:      createdAt,
+	}
+	exclude, mountOf, warn := planVolumes(data, fr)
+	if warn != "" {
+		res.Warnings = append(res.Warnings, warn)
+		log.Warn(warn, "step", "snapshot")
+	}
+	meta.VolumeCount = len(data) - len(exclude)
+	res.SetID = meta.SetID
+	t = b.now()
+	sctx, cancel := context.WithTimeout(ctx, to.Snapshot)
+	snaps, serr := b.Snapshots.CreateSet(sctx, fleet.CreateSetRequest{
+		InstanceID:       member.InstanceID,
+		ExcludeVolumeIDs: exclude,
+		Description:      fmt.Sprintf("pgfleet %s set %s of %s", cfg.Name, meta.SetID, member.InstanceID),
+		Tags:             meta.Tags(),
+	})
+	cancel()
+	res.StepsMS["snapshot"] = ms(b.now().Sub(t))
+
+	// Thaw on every path, with a context the caller's cancellation cannot kill.
+	t = b.now()
+	tr, terr := b.thaw(ctx, log, member.InstanceID, cfg)
+	res.StepsMS["thaw"] = ms(b.now().Sub(t))
+	if terr == nil {
+		res.ThawVerified = tr.ProbeOK
+		if fr.Frozen {
+			res.WritesBlockedMS = float64(fr.WritesBlockedMicros(tr)) / 1000
+		}
+		if !tr.ProbeOK {
+			res.Warnings = append(res.Warnings, "thaw returned but the write probe did not finish")
+		}
+	}
+
+	// Mark the set.
+	t = b.now()
+	if serr != nil {
+		reason := "snapshot failed: " + serr.Error()
+		if err := b.markByID(ctx, cfg.Name, meta.SetID, snaps, reason); err != nil {
+			res.Warnings = append(res.Warnings, "could not mark the failed set (the next run marks it): "+err.Error())
+		}
+		if terr != nil {
+			return res, fmt.Errorf("create snapshot set: %w; thaw failed too (the watchdog thaws within %ds): %v", serr, cfg.WatchdogSeconds, terr)
+		}
+		return res, fmt.Errorf("create snapshot set: %w (host thawed, set marked failed)", serr)
+	}
+	for i := range snaps {
+		if m, ok := mountOf[snaps[i].VolumeID]; ok {
+			snaps[i].MountPoint, snaps[i].Filesystem = m.Path, m.FSType
+		}
+		for _, v := range data {
+			if v.VolumeID == snaps[i].VolumeID {
+				snaps[i].Device = v.Device
+			}
+		}
+		res.SnapshotIDs = append(res.SnapshotIDs, snaps[i].ID)
+		res.SizeGiB += snaps[i].SizeGiB
+	}
+	res.Volumes = len(snaps)
+	meta.Snapshots = nil
+	status, reason := snapset.StatusCompleted, ""
+	if len(snaps) != meta.VolumeCount {
+		status, reason = snapset.StatusFailed, fmt.Sprintf("expected %d snapshots, storage returned %d", meta.VolumeCount, len(snaps))
+	}
+	extra := map[string]string{}
+	if res.WritesBlockedMS > 0 {
+		extra[snapset.TagFrozenMS] = strconv.FormatInt(int64(res.WritesBlockedMS+0.5), 10)
+	}
+	if err := b.markSet(ctx, snapset.Set{Meta: meta, Snapshots: snaps}, status, reason, extra); err != nil {
+		return res, fmt.Errorf("mark set %s %s: %w (the next run marks it failed)", meta.SetID, status, err)
+	}
+	res.StepsMS["mark"] = ms(b.now().Sub(t))
+	if terr != nil {
+		return res, fmt.Errorf("set %s taken, but thaw of %s failed after retries (the watchdog thaws within %ds): %w", meta.SetID, member.InstanceID, cfg.WatchdogSeconds, terr)
+	}
+	if status == snapset.StatusFailed {
+		return res, fmt.Errorf("set %s: %s", meta.SetID, reason)
+	}
+	res.Status = "completed"
+
+	// Retention. A failure here does not undo the backup; it is reported.
+	t = b.now()
+	if err := b.retention(ctx, log, cfg, &res); err != nil {
+		res.Warnings = append(res.Warnings, "retention: "+err.Error())
+		log.Error("retention failed", "step", "retention", "error", err.Error())
+	}
+	res.StepsMS["retention"] = ms(b.now().Sub(t))
+	return res, nil
+}
+
+// Setter for the freeze script's arguments.
+func freezeArgs(cfg config.Cluster) hostscripts.Args {
+	return hostscripts.Args{
+		"pgdata":           cfg.Postgres.PGData,
+		"port":             strconv.Itoa(cfg.Postgres.Port),
+		"pg-bin":           cfg.Postgres.BinDir,
+		"pg-user":          cfg.Postgres.OSUser,
+		"pg-host":          cfg.Postgres.SocketDir,
+		"mounts":           strings.Join(cfg.Volumes.Mounts, ","),
+		"filesystem":       cfg.Volumes.Filesystem,
+		"consistency":      cfg.Consistency,
+		"watchdog-seconds": strconv.Itoa(cfg.WatchdogSeconds),
+		"state-dir":        cfg.StateDir,
+		"protect":          strings.Join(cfg.ProtectPaths, ","),
+	}
+}
+
+func thawArgs(cfg config.Cluster) hostscripts.Args {
+	return hostscripts.Args{
+		"mounts":    strings.Join(cfg.Volumes.Mounts, ","),
+		"pgdata":    cfg.Postgres.PGData,
+		"state-dir": cfg.StateDir,
+	}
+}
+
+// thaw runs the thaw script with retries, detached from the caller's cancellation.
+func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, cfg config.Cluster) (hostscripts.ThawResult, error) {
+	retry := b.ThawRetry
+	if retry.Attempts == 0 {
+		retry = DefaultThawRetry
+	}
+	base := context.WithoutCancel(ctx)
+	wait := retry.Initial
+	var lastErr error
+	for attempt := 1; attempt <= retry.Attempts; attempt++ {
+		tctx, cancel := context.WithTimeout(base, b.timeouts().Thaw)
+		line, err := b.Hosts.Run(tctx, instanceID, hostscripts.Thaw, thawArgs(cfg))
+		cancel()
+		var tr hostscripts.ThawResult
+		if err == nil {
+			if uerr := json.Unmarshal(line, &tr); uerr != nil {
+				err = fmt.Errorf("read thaw result %q: %w", truncate(string(line), 300), uerr)
+			} else if !tr.OK {
+				err = fmt.Errorf("thaw reported: %s", tr.Error)
+			}
+		}
+		if err == nil {
+			return tr, nil
+		}
+		lastErr = err
+		log.Warn("thaw attempt failed", "step", "thaw", "attempt", attempt, "error", err.Error())
+		if attempt < retry.Attempts {
+			time.Sleep(wait)
+			wait = min(wait*2, retry.Max)
+		}
+	}
+	return hostscripts.ThawResult{}, fmt.Errorf("thaw %s: %d attempts: %w", instanceID, retry.Attempts, lastErr)
+}
+
+func (b *Backup) pickMember(ctx context.Context, cfg config.Cluster) (fleet.Member, error) {
+	members, err := b.Members.Members(ctx, cfg.Members.Tags, cfg.Members.RoleTag)
+	if err != nil {
+		return fleet.Member{}, fmt.Errorf("find members of %s: %w", cfg.Name, err)
+	}
+	var running []fleet.Member
+	for _, m := range members {
+		if m.State == "running" {
+			running = append(running, m)
+		}
+	}
+	if len(running) == 0 {
+		return fleet.Member{}, fmt.Errorf("%w: no running instance carries tags %v (found %d in other states)", ErrNoMember, cfg.Members.Tags, len(members))
+	}
+	rank := func(m fleet.Member) int {
+		switch m.Role {
+		case cfg.SnapshotSource:
+			return 0
+		case fleet.RolePrimary, fleet.RoleReplica:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(running, func(i, j int) bool {
+		if rank(running[i]) != rank(running[j]) {
+			return rank(running[i]) < rank(running[j])
+		}
+		return running[i].InstanceID < running[j].InstanceID
+	})
+	if rank(running[0]) == 2 {
+		return fleet.Member{}, fmt.Errorf("%w: no running member of %s has a %s tag of primary or replica", ErrNoMember, cfg.Name, cfg.Members.RoleTag)
+	}
+	return running[0], nil
+}
+
+// planVolumes maps the freeze result's mounts to attached volumes. When every mount names a
+// volume attached to the instance, the other data volumes are excluded from the set; otherwise
+// every data volume is snapshotted (safe: more, never less).
+func planVolumes(data []fleet.AttachedVolume, fr hostscripts.FreezeResult) (exclude []string, mountOf map[string]hostscripts.MountResult, warning string) {
+	mountOf = map[string]hostscripts.MountResult{}
+	attached := map[string]bool{}
+	for _, v := range data {
+		attached[v.VolumeID] = true
+	}
+	complete := len(fr.Mounts) > 0
+	for _, m := range fr.Mounts {
+		if m.VolumeID == "" || !attached[m.VolumeID] {
+			complete = false
+			continue
+		}
+		mountOf[m.VolumeID] = m
+	}
+	if !complete {
+		return nil, mountOf, "could not map every data mount to an attached volume; snapshotting all data volumes"
+	}
+	for _, v := range data {
+		if _, ok := mountOf[v.VolumeID]; !ok {
+			exclude = append(exclude, v.VolumeID)
+		}
+	}
+	return exclude, mountOf, ""
+}
+
+func roleOf(fr hostscripts.FreezeResult, m fleet.Member) string {
+	if fr.InRecovery {
+		return fleet.RoleReplica
+	}
+	if fr.PGVersion != "" {
+		return fleet.RolePrimary
+	}
+	return m.Role
+}
+
+func consistencyOf(cfg config.Cluster, fr hostscripts.FreezeResult) string {
+	switch {
+	case fr.ZFS:
+		return "crash-zfs"
+	case fr.Frozen:
+		return "freeze"
+	default:
+		return cfg.Consistency
+	}
+}
+
+func (b *Backup) listSets(ctx context.Context, cluster string) ([]snapset.Set, error) {
+	snaps, err := b.Snapshots.ListSnapshots(ctx, cluster)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshot sets of %s: %w", cluster, err)
+	}
+	sets, unreadable := snapset.Group(snaps)
+	for _, s := range unreadable {
+		b.log().Warn("snapshot with unreadable set tags ignored", "cluster", cluster, "snapshot", s.ID)
+	}
+	return sets, nil
+}
+
+func (b *Backup) markSet(ctx context.Context, s snapset.Set, status snapset.Status, reason string, extra map[string]string) error {
+	tags := map[string]map[string]string{}
+	for _, sn := range s.Snapshots {
+		t := map[string]string{snapset.TagStatus: string(status)}
+		if reason != "" {
+			t[snapset.TagStatusReason] = truncate(reason, 255)
+		}
+		for k, v := range sn.VolumeTags() {
+			t[k] = v
+		}
+		for k, v := range extra {
+			t[k] = v
+		}
+		tags[sn.ID] = t
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = b.Snapshots.TagSnapshots(mctx, tags); err == nil {
+			return nil
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	return err
+}
+
+// markByID marks failed every snapshot of a set, finding them by tag when the create call did not
+// return them (a timed-out call may still have created them).
+func (b *Backup) markByID(ctx context.Context, cluster, setID string, known []snapset.Snapshot, reason string) error {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	snaps := append([]snapset.Snapshot(nil), known...)
+	if listed, err := b.Snapshots.ListSnapshots(lctx, cluster); err == nil {
+		seen := map[string]bool{}
+		for _, s := range snaps {
+			seen[s.ID] = true
+		}
+		for _, s := range listed {
+			if s.Tags[snapset.TagSetID] == setID && !seen[s.ID] {
+				snaps = append(snaps, s)
+			}
+		}
+	} else if len(snaps) == 0 {
+		return fmt.Errorf("list snapshots to mark set %s: %w", setID, err)
+	}
+	return b.markSet(ctx, snapset.Set{Snapshots: snaps}, snapset.StatusFailed, reason, nil)
+}
+
+func (b *Backup) retention(ctx context.Context, log *slog.Logger, cfg config.Cluster, res *Result) error {
+	sets, err := b.listSets(ctx, cfg.Name)
+	if err != nil {
+		return err
+	}
+	decisions := cfg.Retention.Apply(sets)
+	var errs []error
+	for _, d := range decisions {
+		res.Retention = append(res.Retention, RetentionEntry{SetID: d.SetID, Keep: d.Keep, Reasons: d.Reasons})
+		if d.Keep {
+			continue
+		}
+		if err := b.deleteSet(ctx, d.Set); err != nil {
+			errs = append(errs, fmt.Errorf("delete set %s: %w", d.SetID, err))
+			continue
+		}
+		res.DeletedSets = append(res.DeletedSets, d.SetID)
+		log.Info("set deleted by retention", "step", "retention", "set_id", d.SetID, "reasons", d.Reasons)
+	}
+	return errors.Join(errs...)
+}
+
+// deleteSet deletes every snapshot of a set. The set is first marked failed so that a run cut
+// off halfway leaves a visibly failed remainder, never a "completed" set missing volumes.
+func (b *Backup) deleteSet(ctx context.Context, s snapset.Set) error {
+	if s.Status == snapset.StatusCompleted {
+		if err := b.markSet(ctx, s, snapset.StatusFailed, "being deleted by retention", nil); err != nil {
+			return err
+		}
+	}
+	for _, sn := range s.Snapshots {
+		if err := b.Snapshots.DeleteSnapshot(ctx, sn.ID); err != nil {
+			return fmt.Errorf("snapshot %s: %w", sn.ID, err)
+		}
+	}
+	return nil
+}
+
+func (b *Backup) emit(cluster string, res Result) {
+	if b.Metrics == nil {
+		return
+	}
+	dims := map[string]string{"Cluster": cluster}
+	success := 0.0
+	if res.Status == "completed" {
+		success = 1
+	}
+	vals := []metrics.Value{
+		{Name: "BackupSuccess", Unit: metrics.Count, Value: success},
+		{Name: "WritesBlockedMs", Unit: metrics.Milliseconds, Value: res.WritesBlockedMS},
+		{Name: "SetVolumes", Unit: metrics.Count, Value: float64(res.Volumes)},
+		{Name: "SetSizeGiB", Unit: metrics.Gigabytes, Value: float64(res.SizeGiB)},
+		{Name: "SetsDeleted", Unit: metrics.Count, Value: float64(len(res.DeletedSets))},
+	}
+	steps := make([]string, 0, len(res.StepsMS))
+	for k := range res.StepsMS {
+		steps = append(steps, k)
+	}
+	sort.Strings(steps)
+	for _, k := range steps {
+		vals = append(vals, metrics.Value{Name: "Step" + strings.ToUpper(k[:1]) + k[1:] + "Ms", Unit: metrics.Milliseconds, Value: res.StepsMS[k]})
+	}
+	b.Metrics.Put(dims, vals...)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
