@@ -260,8 +260,9 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 			ferr = fmt.Errorf("freeze refused: %s", fr.Error)
 		}
 	} else if len(line) > 0 {
+		// The script ran and said why it failed: that is the error to show.
 		if json.Unmarshal(line, &fr) == nil && fr.Error != "" {
-			ferr = fmt.Errorf("freeze on %s: %s: %w", member.InstanceID, fr.Error, ferr)
+			ferr = errors.New(fr.Error)
 		}
 	}
 	if ferr != nil {
@@ -350,7 +351,6 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 		res.SizeGiB += snaps[i].SizeGiB
 	}
 	res.Volumes = len(snaps)
-	meta.Snapshots = nil
 	status, reason := snapset.StatusCompleted, ""
 	if len(snaps) != meta.VolumeCount {
 		status, reason = snapset.StatusFailed, fmt.Sprintf("expected %d snapshots, storage returned %d", meta.VolumeCount, len(snaps))

@@ -1,0 +1,49 @@
+// Package provision creates the AWS resources a local site (or a test) needs before pgfleet runs:
+// the WAL archive bucket and the lease table. In AWS the CDK stack owns these resources.
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/pgfleet/pgfleet/shared/aws/ddblease"
+)
+
+// EnsureBucket creates an S3 bucket unless it exists.
+func EnsureBucket(ctx context.Context, cfg aws.Config, bucket string) error {
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	_, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	var owned *s3types.BucketAlreadyOwnedByYou
+	if err != nil && !errors.As(err, &owned) {
+		return fmt.Errorf("create bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// EnsureLeaseTable creates the lease table (partition key "pk") unless it exists.
+func EnsureLeaseTable(ctx context.Context, cfg aws.Config, table string) error {
+	client := dynamodb.NewFromConfig(cfg)
+	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(table),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	})
+	var inUse *ddbtypes.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("create lease table %s: %w", table, err)
+	}
+	return nil
+}
+
+// Lease returns the DynamoDB lease on table.
+func Lease(cfg aws.Config, table string) *ddblease.Lease {
+	return ddblease.New(dynamodb.NewFromConfig(cfg), table)
+}

@@ -1,0 +1,344 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgfleet/pgfleet/shared/fleet"
+	"github.com/pgfleet/pgfleet/shared/hostscripts"
+	"github.com/pgfleet/pgfleet/shared/local/loopfs"
+	"github.com/pgfleet/pgfleet/shared/snapset"
+)
+
+// Finder lists the site's hosts as cluster members.
+type Finder struct{ Site *State }
+
+var _ fleet.Finder = Finder{}
+
+// Members implements fleet.Finder.
+func (f Finder) Members(_ context.Context, tags map[string]string, roleTag string) ([]fleet.Member, error) {
+	f.Site.mu.Lock()
+	defer f.Site.mu.Unlock()
+	var out []fleet.Member
+	for _, h := range f.Site.Hosts {
+		if !hasTags(h.Tags, tags) {
+			continue
+		}
+		m := fleet.Member{
+			InstanceID: h.InstanceID,
+			Role:       h.Tags[roleTag],
+			State:      h.State,
+			PrivateIP:  "127.0.0.1",
+			Tags:       h.Tags,
+			Volumes:    []fleet.AttachedVolume{{VolumeID: "root-" + h.InstanceID, Device: "/dev/xvda", Root: true}},
+		}
+		for _, v := range h.Volumes {
+			m.Volumes = append(m.Volumes, fleet.AttachedVolume{VolumeID: v.VolumeID, Device: v.Device})
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func hasTags(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Runner runs host scripts with bash on this machine: the same embedded scripts SSM runs.
+type Runner struct {
+	Site *State
+	// Calls counts script runs per script name (tests read it).
+	mu    sync.Mutex
+	Calls map[hostscripts.Name]int
+}
+
+var _ fleet.HostRunner = (*Runner)(nil)
+
+// Run implements fleet.HostRunner.
+func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.Name, args hostscripts.Args) ([]byte, error) {
+	h, ok := r.Site.Host(instanceID)
+	if !ok {
+		return nil, fmt.Errorf("run %s: no local host %s", script, instanceID)
+	}
+	if h.State != "running" {
+		return nil, fmt.Errorf("run %s: host %s is %s", script, instanceID, h.State)
+	}
+	src, err := hostscripts.Source(script)
+	if err != nil {
+		return nil, err
+	}
+	argv, err := args.Argv(script)
+	if err != nil {
+		return nil, fmt.Errorf("run %s on %s: %w", script, instanceID, err)
+	}
+	r.mu.Lock()
+	if r.Calls == nil {
+		r.Calls = map[hostscripts.Name]int{}
+	}
+	r.Calls[script]++
+	r.mu.Unlock()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{"-s", "--"}, argv...)...)
+	cmd.Stdin = strings.NewReader(src)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 2 * time.Second
+	runErr := cmd.Run()
+	line, lerr := hostscripts.LastJSONLine(stdout.Bytes())
+	if runErr != nil {
+		return line, fmt.Errorf("%s on %s: %w: %s", script, instanceID, runErr, tail(stderr.String(), 400))
+	}
+	if lerr != nil {
+		return nil, fmt.Errorf("%s on %s: %w", script, instanceID, lerr)
+	}
+	return line, nil
+}
+
+func tail(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// Snapshots stores snapshots as sparse block copies of the images under <root>/snapshots/<id>/.
+type Snapshots struct {
+	Site *State
+	// FailCreate, when set, makes CreateSet fail (fault injection for tests and the demo).
+	FailCreate func() error
+}
+
+var _ fleet.SnapshotStore = (*Snapshots)(nil)
+
+type snapshotRecord struct {
+	ID        string            `json:"id"`
+	VolumeID  string            `json:"volumeId"`
+	SizeGiB   int64             `json:"sizeGiB"`
+	State     string            `json:"state"`
+	StartTime time.Time         `json:"startTime"`
+	Tags      map[string]string `json:"tags"`
+}
+
+// ImagePath is the block image of a local snapshot.
+func (s *Snapshots) ImagePath(snapshotID string) string {
+	return filepath.Join(s.Site.SnapshotDir(), snapshotID, "volume.img")
+}
+
+func (s *Snapshots) recordPath(id string) string {
+	return filepath.Join(s.Site.SnapshotDir(), id, "snapshot.json")
+}
+
+// PendingSnapshots implements fleet.SnapshotStore: local copies finish inside CreateSet, so a
+// pending snapshot is only one whose record says so (tests write such records).
+func (s *Snapshots) PendingSnapshots(ctx context.Context, volumeIDs []string) (map[string]int, error) {
+	recs, err := s.records()
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, v := range volumeIDs {
+		want[v] = true
+	}
+	out := map[string]int{}
+	for _, r := range recs {
+		if want[r.VolumeID] && r.State == string(snapset.StatePending) {
+			out[r.VolumeID]++
+		}
+	}
+	return out, nil
+}
+
+// CreateSet implements fleet.SnapshotStore: every non-excluded data volume of the host is copied
+// in parallel; the copies are taken while the host is frozen, which is what makes them one
+// point in time.
+func (s *Snapshots) CreateSet(ctx context.Context, req fleet.CreateSetRequest) ([]snapset.Snapshot, error) {
+	if s.FailCreate != nil {
+		if err := s.FailCreate(); err != nil {
+			return nil, err
+		}
+	}
+	h, ok := s.Site.Host(req.InstanceID)
+	if !ok {
+		return nil, fmt.Errorf("create snapshots: no local host %s", req.InstanceID)
+	}
+	excluded := map[string]bool{}
+	for _, v := range req.ExcludeVolumeIDs {
+		excluded[v] = true
+	}
+	now := time.Now().UTC()
+	var vols []Volume
+	for _, v := range h.Volumes {
+		if !excluded[v.VolumeID] {
+			vols = append(vols, v)
+		}
+	}
+	if len(vols) == 0 {
+		return nil, fmt.Errorf("create snapshots: host %s has no data volumes to snapshot", req.InstanceID)
+	}
+	out := make([]snapset.Snapshot, len(vols))
+	errs := make([]error, len(vols))
+	var wg sync.WaitGroup
+	for i, v := range vols {
+		id := "snap-" + randomHex(8)
+		out[i] = snapset.Snapshot{
+			ID: id, VolumeID: v.VolumeID, SizeGiB: int64((v.SizeMiB + 1023) / 1024),
+			State: snapset.StateCompleted, StartTime: now, Tags: copyTags(req.Tags),
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dir := filepath.Join(s.Site.SnapshotDir(), id)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				errs[i] = err
+				return
+			}
+			if err := loopfs.SparseCopy(ctx, v.VolumeID, s.ImagePath(id)); err != nil {
+				errs[i] = fmt.Errorf("copy %s: %w", v.VolumeID, err)
+				return
+			}
+			errs[i] = s.writeRecord(out[i])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		// Like a failed API call that may have created some snapshots: what exists keeps its
+		// tags (pending status), so the caller can find and mark it.
+		return nil, fmt.Errorf("create snapshots of %s: %w", req.InstanceID, err)
+	}
+	return out, nil
+}
+
+func (s *Snapshots) writeRecord(sn snapset.Snapshot) error {
+	rec := snapshotRecord{ID: sn.ID, VolumeID: sn.VolumeID, SizeGiB: sn.SizeGiB, State: string(sn.State), StartTime: sn.StartTime, Tags: sn.Tags}
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := s.recordPath(sn.ID) + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write snapshot record: %w", err)
+	}
+	return os.Rename(tmp, s.recordPath(sn.ID))
+}
+
+// WritePendingRecord stores a snapshot record without an image (tests: a snapshot still pending).
+func (s *Snapshots) WritePendingRecord(volumeID string, tags map[string]string) (string, error) {
+	id := "snap-" + randomHex(8)
+	if err := os.MkdirAll(filepath.Join(s.Site.SnapshotDir(), id), 0o700); err != nil {
+		return "", err
+	}
+	return id, s.writeRecord(snapset.Snapshot{ID: id, VolumeID: volumeID, State: snapset.StatePending, StartTime: time.Now().UTC(), Tags: tags})
+}
+
+func (s *Snapshots) records() ([]snapshotRecord, error) {
+	entries, err := os.ReadDir(s.Site.SnapshotDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list local snapshots: %w", err)
+	}
+	var out []snapshotRecord
+	for _, e := range entries {
+		data, err := os.ReadFile(s.recordPath(e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a copy in progress or a half-deleted snapshot
+		}
+		if err != nil {
+			return nil, err
+		}
+		var r snapshotRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.recordPath(e.Name()), err)
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// TagSnapshots implements fleet.SnapshotStore.
+func (s *Snapshots) TagSnapshots(_ context.Context, tags map[string]map[string]string) error {
+	s.Site.mu.Lock()
+	defer s.Site.mu.Unlock()
+	for id, t := range tags {
+		data, err := os.ReadFile(s.recordPath(id))
+		if err != nil {
+			return fmt.Errorf("tag snapshot %s: %w", id, err)
+		}
+		var r snapshotRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			return fmt.Errorf("tag snapshot %s: %w", id, err)
+		}
+		if r.Tags == nil {
+			r.Tags = map[string]string{}
+		}
+		for k, v := range t {
+			r.Tags[k] = v
+		}
+		if err := s.writeRecord(snapset.Snapshot{ID: r.ID, VolumeID: r.VolumeID, SizeGiB: r.SizeGiB, State: snapset.SnapshotState(r.State), StartTime: r.StartTime, Tags: r.Tags}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListSnapshots implements fleet.SnapshotStore.
+func (s *Snapshots) ListSnapshots(_ context.Context, cluster string) ([]snapset.Snapshot, error) {
+	recs, err := s.records()
+	if err != nil {
+		return nil, err
+	}
+	var out []snapset.Snapshot
+	for _, r := range recs {
+		if r.Tags[snapset.TagCluster] != cluster {
+			continue
+		}
+		out = append(out, snapset.Snapshot{ID: r.ID, VolumeID: r.VolumeID, SizeGiB: r.SizeGiB, State: snapset.SnapshotState(r.State), StartTime: r.StartTime, Tags: r.Tags})
+	}
+	return out, nil
+}
+
+// DeleteSnapshot implements fleet.SnapshotStore; a missing snapshot is already deleted.
+func (s *Snapshots) DeleteSnapshot(_ context.Context, snapshotID string) error {
+	if !strings.HasPrefix(snapshotID, "snap-") || strings.ContainsAny(snapshotID, "/.") {
+		return fmt.Errorf("delete snapshot: %q is not a snapshot id", snapshotID)
+	}
+	// The record goes first, so a half-deleted snapshot is never listed.
+	if err := os.Remove(s.recordPath(snapshotID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete snapshot %s: %w", snapshotID, err)
+	}
+	return os.RemoveAll(filepath.Join(s.Site.SnapshotDir(), snapshotID))
+}
+
+func copyTags(t map[string]string) map[string]string {
+	out := make(map[string]string, len(t))
+	for k, v := range t {
+		out[k] = v
+	}
+	return out
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

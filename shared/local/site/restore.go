@@ -1,0 +1,121 @@
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pgfleet/pgfleet/shared/local/loopfs"
+	"github.com/pgfleet/pgfleet/shared/local/pgtest"
+	"github.com/pgfleet/pgfleet/shared/snapset"
+)
+
+// RestoreSet makes a new local host from a snapshot set, the way a launch from EBS snapshots
+// does: each snapshot's image is copied to a new volume, mounted at the new host's mount point
+// for the same data mount, and PostgreSQL is started on it. The copy holds the standby.signal
+// written at freeze time, so it starts read-only and never promotes itself. The new host carries
+// no cluster tags: it is not a member until something registers it.
+func (s *Site) RestoreSet(ctx context.Context, setID, name string) (Host, *pgtest.Instance, error) {
+	store := &Snapshots{Site: s.State}
+	all, err := store.ListSnapshots(ctx, s.Cluster)
+	if err != nil {
+		return Host{}, nil, err
+	}
+	sets, _ := snapset.Group(all)
+	var set snapset.Set
+	for _, x := range sets {
+		if x.SetID == setID {
+			set = x
+		}
+	}
+	if set.SetID == "" {
+		return Host{}, nil, fmt.Errorf("restore: no snapshot set %s", setID)
+	}
+	if !set.Completed() {
+		return Host{}, nil, fmt.Errorf("restore: set %s is not completed (status %s)", setID, set.Status)
+	}
+	cfg, err := s.ClusterConfig()
+	if err != nil {
+		return Host{}, nil, err
+	}
+	dir := filepath.Join(s.Root, "hosts", name)
+	if _, err := os.Stat(dir); err == nil {
+		return Host{}, nil, fmt.Errorf("restore: host directory %s exists", dir)
+	}
+	h := Host{InstanceID: "i-local-" + name, Role: "restored", State: "running", Dir: dir,
+		Tags: map[string]string{"Name": "i-local-" + name, snapset.TagSetID: setID}, SocketDir: filepath.Join(dir, "run")}
+	if err := os.MkdirAll(filepath.Join(dir, "volumes"), 0o755); err != nil {
+		return h, nil, err
+	}
+	for _, sn := range set.Snapshots {
+		if sn.MountPoint == "" {
+			return h, nil, fmt.Errorf("restore: snapshot %s has no %s tag", sn.ID, snapset.TagMountPoint)
+		}
+		v := Volume{
+			VolumeID:   filepath.Join(dir, "volumes", strings.TrimPrefix(sn.Device, "/dev/")+".img"),
+			Device:     sn.Device,
+			MountPoint: filepath.Join(dir, filepath.Base(sn.MountPoint)),
+			FSType:     sn.Filesystem,
+		}
+		if err := loopfs.SparseCopy(ctx, store.ImagePath(sn.ID), v.VolumeID); err != nil {
+			return h, nil, fmt.Errorf("restore: copy snapshot %s: %w", sn.ID, err)
+		}
+		if _, err := s.mountVolume(ctx, &v); err != nil {
+			return h, nil, err
+		}
+		h.Volumes = append(h.Volumes, v)
+		if rel, ok := within(cfg.Postgres.PGData, sn.MountPoint); ok {
+			h.PGData = filepath.Join(v.MountPoint, rel)
+		}
+	}
+	if h.PGData == "" {
+		return h, nil, errors.New("restore: no snapshot of the set holds PGDATA")
+	}
+	if err := os.MkdirAll(h.SocketDir, 0o755); err != nil {
+		return h, nil, err
+	}
+	if err := chownPostgres(h.SocketDir); err != nil {
+		return h, nil, err
+	}
+	// The snapshot holds the source's postmaster.pid: on a new host its PID means nothing (and
+	// here it would name the running primary), so it goes, as it would at a real launch.
+	for _, f := range []string{"postmaster.pid", "postmaster.opts"} {
+		if err := os.Remove(filepath.Join(h.PGData, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return h, nil, fmt.Errorf("restore: remove stale %s: %w", f, err)
+		}
+	}
+	if err := pgtest.FixPermissions(h.PGData); err != nil {
+		return h, nil, err
+	}
+	inst, err := pgtest.Open(ctx, h.PGData)
+	if err != nil {
+		return h, nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return h, nil, err
+	}
+	inst.Port, inst.SocketDir = port, h.SocketDir
+	h.Port = port
+	s.AddHost(h)
+	s.PG[h.InstanceID] = inst
+	if err := s.Save(); err != nil {
+		return h, inst, err
+	}
+	if err := inst.Start(ctx); err != nil {
+		return h, inst, fmt.Errorf("restore: start PostgreSQL on the restored set: %w", err)
+	}
+	return h, inst, nil
+}
+
+// within reports p's path relative to dir when p is dir or below it.
+func within(p, dir string) (string, bool) {
+	rel, err := filepath.Rel(dir, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", false
+	}
+	return rel, true
+}
