@@ -95,8 +95,11 @@ func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.
 	}
 	r.Calls[script]++
 	r.mu.Unlock()
-	cmd := exec.CommandContext(ctx, "bash", append([]string{"-s", "--"}, argv...)...)
-	cmd.Stdin = strings.NewReader(src)
+	path, err := r.scriptFile(script, src)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "bash", append([]string{path}, argv...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 2 * time.Second
@@ -109,6 +112,23 @@ func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.
 		return nil, fmt.Errorf("%s on %s: %w", script, instanceID, lerr)
 	}
 	return line, nil
+}
+
+// scriptFile writes the embedded script to the site's run directory once: bash reads a script
+// from a pipe one byte at a time, which would put milliseconds into the frozen window.
+func (r *Runner) scriptFile(name hostscripts.Name, src string) (string, error) {
+	p := filepath.Join(r.Site.Root, "run", "scripts", string(name)+".sh")
+	if cur, err := os.ReadFile(p); err == nil && string(cur) == src {
+		return p, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", fmt.Errorf("write host script %s: %w", name, err)
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o644); err != nil {
+		return "", fmt.Errorf("write host script %s: %w", name, err)
+	}
+	return p, os.Rename(tmp, p)
 }
 
 func tail(s string, n int) string {

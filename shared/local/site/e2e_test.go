@@ -272,4 +272,3 @@ func TestBackupsUnderLoadApplyRetention(t *testing.T) {
 		t.Fatalf("want 4 snapshot images on disk (2 sets x 2 volumes), got %d: expired sets must be deleted whole", len(entries))
 	}
 }
-

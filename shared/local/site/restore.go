@@ -19,6 +19,22 @@ import (
 // written at freeze time, so it starts read-only and never promotes itself. The new host carries
 // no cluster tags: it is not a member until something registers it.
 func (s *Site) RestoreSet(ctx context.Context, setID, name string) (Host, *pgtest.Instance, error) {
+	return s.Restore(ctx, setID, name, RestoreOptions{})
+}
+
+// RestoreOptions change how a set is restored.
+type RestoreOptions struct {
+	// FromArchive sets restore_command to `pgbackrest archive-get`, so the copy replays archived
+	// WAL past the snapshot point.
+	FromArchive bool
+	// EmptyWAL removes the WAL the snapshot holds, so recovery must fetch every segment from
+	// the set's redo point on from the archive: the strictest test that pruning kept what the
+	// set needs.
+	EmptyWAL bool
+}
+
+// Restore is RestoreSet with options.
+func (s *Site) Restore(ctx context.Context, setID, name string, o RestoreOptions) (Host, *pgtest.Instance, error) {
 	store := &Snapshots{Site: s.State}
 	all, err := store.ListSnapshots(ctx, s.Cluster)
 	if err != nil {
@@ -87,6 +103,16 @@ func (s *Site) RestoreSet(ctx context.Context, setID, name string) (Host, *pgtes
 			return h, nil, fmt.Errorf("restore: remove stale %s: %w", f, err)
 		}
 	}
+	if o.EmptyWAL {
+		if err := emptyWAL(h.PGData); err != nil {
+			return h, nil, err
+		}
+	}
+	if o.FromArchive {
+		if err := s.configureArchiveRecovery(h); err != nil {
+			return h, nil, err
+		}
+	}
 	if err := pgtest.FixPermissions(h.PGData); err != nil {
 		return h, nil, err
 	}
@@ -118,4 +144,68 @@ func within(p, dir string) (string, bool) {
 		return "", false
 	}
 	return rel, true
+}
+
+// emptyWAL removes the WAL segments (not the history files or archive status) of a data
+// directory.
+func emptyWAL(pgdata string) error {
+	dir := filepath.Join(pgdata, "pg_wal")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("restore: read pg_wal: %w", err)
+	}
+	for _, e := range entries {
+		if len(e.Name()) == 24 && !e.IsDir() {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("restore: empty pg_wal: %w", err)
+			}
+		}
+	}
+	return os.RemoveAll(filepath.Join(dir, "archive_status"))
+}
+
+// configureArchiveRecovery gives the restored copy its own pgBackRest configuration (pg1-path is
+// the copy) and a restore_command that fetches WAL from the archive.
+func (s *Site) configureArchiveRecovery(h Host) error {
+	conf := filepath.Join(h.Dir, "pgbackrest.conf")
+	main, err := os.ReadFile(s.PgBackRest)
+	if err != nil {
+		return fmt.Errorf("restore: read pgBackRest config: %w", err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(main), "\n") {
+		switch {
+		case strings.HasPrefix(line, "pg1-path="):
+			line = "pg1-path=" + h.PGData
+		case strings.HasPrefix(line, "pg1-socket-path="):
+			line = "pg1-socket-path=" + h.SocketDir
+		case strings.HasPrefix(line, "pg1-port="):
+			line = fmt.Sprintf("pg1-port=%d", h.Port)
+		case strings.HasPrefix(line, "lock-path="), strings.HasPrefix(line, "log-path="), strings.HasPrefix(line, "spool-path="):
+			k, _, _ := strings.Cut(line, "=")
+			line = k + "=" + filepath.Join(h.Dir, "pgbackrest-"+strings.TrimSuffix(k, "-path"))
+		}
+		out = append(out, line)
+	}
+	if err := os.WriteFile(conf, []byte(strings.Join(out, "\n")), 0o640); err != nil {
+		return fmt.Errorf("restore: write pgBackRest config: %w", err)
+	}
+	for _, p := range []string{conf, filepath.Join(h.Dir, "pgbackrest-lock"), filepath.Join(h.Dir, "pgbackrest-log"), filepath.Join(h.Dir, "pgbackrest-spool")} {
+		if p != conf {
+			if err := os.MkdirAll(p, 0o750); err != nil {
+				return err
+			}
+		}
+		if err := chownPostgres(p); err != nil {
+			return err
+		}
+	}
+	auto := filepath.Join(h.PGData, "postgresql.auto.conf")
+	f, err := os.OpenFile(auto, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore: set restore_command: %w", err)
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "restore_command = 'pgbackrest --config=%s --stanza=%s archive-get %%f \"%%p\"'\narchive_mode = off\n", conf, s.Stanza)
+	return err
 }
