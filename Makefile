@@ -13,7 +13,7 @@ LOCAL     := ./shared/local/cmd/pgfleet-local
 TEST_TIMEOUT ?= 30m
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help deps build test unit lint demo invoke site-up site-down bench clean
+.PHONY: help deps build test lint demo invoke site-up site-down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -54,9 +54,6 @@ lint: deps ## gofmt, go vet, staticcheck, shellcheck
 
 test: deps lint build ## the whole suite: unit, moto-backed adapters, real fsfreeze/PostgreSQL/pgBackRest, end-to-end
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
-
-unit: ## only the tests that need neither root nor servers
-	PGFLEET_UNIT_ONLY=1 $(GO) test -count=1 -short ./...
 
 demo: deps ## bring up the local site, back it up under pgbench load, prune WAL, tear it down
 	$(GO) run $(LOCAL) demo

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pgfleet/pgfleet/shared/config"
 	"github.com/pgfleet/pgfleet/shared/fleet"
@@ -56,7 +57,11 @@ var DefaultTimeouts = Timeouts{
 // DefaultThawRetry retries a failed thaw quickly: the watchdog is only the last resort.
 var DefaultThawRetry = Retry{Attempts: 4, Initial: 200 * time.Millisecond, Max: 2 * time.Second}
 
-// Backup runs backups. Every field but Log, Now, Owner, Timeouts and ThawRetry is required.
+// DefaultMarkRetry retries tagging a set with its status (a throttled CreateTags).
+var DefaultMarkRetry = Retry{Attempts: 3, Initial: 200 * time.Millisecond, Max: 400 * time.Millisecond}
+
+// Backup runs backups. Every field but Log, Now, Owner, Timeouts, ThawRetry and MarkRetry is
+// required.
 type Backup struct {
 	Configs   config.Source
 	Members   fleet.Finder
@@ -70,6 +75,8 @@ type Backup struct {
 	Owner     string
 	Timeouts  Timeouts
 	ThawRetry Retry
+	// MarkRetry retries tagging a set with its status.
+	MarkRetry Retry
 }
 
 // Result is what a run returns (and what the Lambda answers).
@@ -556,12 +563,20 @@ func (b *Backup) markSet(ctx context.Context, s snapset.Set, status snapset.Stat
 	}
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	retry := b.MarkRetry
+	if retry.Attempts == 0 {
+		retry = DefaultMarkRetry
+	}
+	wait := retry.Initial
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 1; attempt <= retry.Attempts; attempt++ {
 		if err = b.Snapshots.TagSnapshots(mctx, tags); err == nil {
 			return nil
 		}
-		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		if attempt < retry.Attempts {
+			time.Sleep(wait)
+			wait = min(wait*2, retry.Max)
+		}
 	}
 	return err
 }
@@ -655,9 +670,16 @@ func (b *Backup) emit(cluster string, res Result) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// truncate shortens s to at most n bytes, "..." included, cut on a rune boundary: the result
+// can become a tag value, which must be valid UTF-8 and at most 256 characters.
 func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "?")
 	if len(s) <= n {
 		return s
+	}
+	n -= len("...")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "..."
 }

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,7 +40,8 @@ type Cluster struct {
 	WatchdogSeconds int `json:"watchdogSeconds"`
 	// StateDir is the host directory for freeze records and the watchdog (never on a data mount).
 	StateDir string `json:"stateDir"`
-	// ProtectPaths are host paths whose filesystems must never be frozen.
+	// ProtectPaths are host paths whose filesystems must never be frozen, in addition to
+	// DefaultProtectPaths.
 	ProtectPaths []string `json:"protectPaths"`
 	// Retention is the snapshot retention policy.
 	Retention snapset.Policy `json:"retention"`
@@ -114,6 +117,9 @@ func Parse(data []byte) (Cluster, error) {
 	if err := dec.Decode(&c); err != nil {
 		return Cluster{}, fmt.Errorf("parse cluster configuration: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Cluster{}, errors.New("parse cluster configuration: trailing data after the JSON object")
+	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return Cluster{}, err
@@ -153,8 +159,11 @@ func (c *Cluster) ApplyDefaults() {
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	}
-	if c.ProtectPaths == nil {
-		c.ProtectPaths = append([]string(nil), DefaultProtectPaths...)
+	// The SSM agent's directories are always protected: paths given in the document add to them.
+	for _, p := range DefaultProtectPaths {
+		if !slices.Contains(c.ProtectPaths, p) {
+			c.ProtectPaths = append(c.ProtectPaths, p)
+		}
 	}
 	if c.Archive != nil {
 		if c.Archive.SegmentSizeMiB == 0 {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // TagPrefix starts every tag pgfleet writes on a snapshot.
@@ -309,28 +310,31 @@ func (s Set) SnapshotIDs() []string {
 	return ids
 }
 
-// NewestCompleted returns the newest completed set.
+// NewestCompleted returns the newest completed set, in the order of SortNewestFirst (set id
+// breaking ties of creation time, which tags keep to the second), so it names the same set that
+// retention keeps as the newest.
 func NewestCompleted(sets []Set) (Set, bool) {
-	var best Set
-	found := false
-	for _, s := range sets {
-		if s.Completed() && (!found || s.CreatedAt.After(best.CreatedAt)) {
-			best, found = s, true
+	sorted := append([]Set(nil), sets...)
+	SortNewestFirst(sorted)
+	for _, s := range sorted {
+		if s.Completed() {
+			return s, true
 		}
 	}
-	return best, found
+	return Set{}, false
 }
 
-// OldestCompleted returns the oldest completed set (the one whose WAL boundary the pruner uses).
+// OldestCompleted returns the oldest completed set (the one whose WAL boundary the pruner uses),
+// in the order of SortNewestFirst.
 func OldestCompleted(sets []Set) (Set, bool) {
-	var best Set
-	found := false
-	for _, s := range sets {
-		if s.Completed() && (!found || s.CreatedAt.Before(best.CreatedAt)) {
-			best, found = s, true
+	sorted := append([]Set(nil), sets...)
+	SortNewestFirst(sorted)
+	for i := len(sorted) - 1; i >= 0; i-- {
+		if sorted[i].Completed() {
+			return sorted[i], true
 		}
 	}
-	return best, found
+	return Set{}, false
 }
 
 // NewSetID makes a sortable set id from the cluster and the creation time.
@@ -342,6 +346,10 @@ func truncate(s string, n int) string {
 	s = strings.ToValidUTF8(s, "?")
 	if len(s) <= n {
 		return s
+	}
+	// Cut on a rune boundary: a tag value must stay valid UTF-8.
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }
