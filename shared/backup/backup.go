@@ -233,6 +233,9 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 			return res, nil
 		}
 	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < to.MinRemaining {
+		return res, fmt.Errorf("only %s left before the deadline, need %s to freeze, snapshot and thaw safely; nothing was frozen", time.Until(dl).Round(time.Millisecond), to.MinRemaining)
+	}
 	// Earlier runs that died before marking their set leave it pending: under the lease nobody
 	// else can be working on it, so it is marked failed now rather than left unmarked.
 	existing, err := b.listSets(ctx, cfg.Name)
@@ -247,9 +250,6 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 			res.AbandonedMarked = append(res.AbandonedMarked, s.SetID)
 		}
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < to.MinRemaining {
-		return res, fmt.Errorf("only %s left before the deadline, need %s to freeze, snapshot and thaw safely; nothing was frozen", time.Until(dl).Round(time.Millisecond), to.MinRemaining)
-	}
 	res.StepsMS["preflight"] = ms(b.now().Sub(t))
 
 	// Freeze. From here on, every path thaws.
@@ -260,21 +260,27 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	cancel()
 	res.StepsMS["freeze"] = ms(b.now().Sub(t))
 	var fr hostscripts.FreezeResult
+	// refused: the script ran to its end and reported ok:false. It undoes its own partial work, so
+	// the host needs no thaw from here unless the script says something is still frozen; a thaw
+	// would release a freeze that is not ours (an operator's, or a run the watchdog guards).
+	refused := false
 	if ferr == nil {
 		if err := json.Unmarshal(line, &fr); err != nil {
 			ferr = fmt.Errorf("read freeze result %q: %w", truncate(string(line), 300), err)
 		} else if !fr.OK {
-			ferr = fmt.Errorf("freeze refused: %s", fr.Error)
+			ferr, refused = fmt.Errorf("freeze refused: %s", fr.Error), true
 		}
 	} else if len(line) > 0 {
 		// The script ran and said why it failed: that is the error to show.
 		if json.Unmarshal(line, &fr) == nil && fr.Error != "" {
-			ferr = errors.New(fr.Error)
+			ferr, refused = errors.New(fr.Error), !fr.OK
 		}
 	}
+	if ferr != nil && refused && !fr.Frozen {
+		return res, fmt.Errorf("freeze on %s: %w (nothing frozen, nothing snapshotted)", member.InstanceID, ferr)
+	}
 	if ferr != nil {
-		// The script cleans up after its own refusals, but a lost or timed-out command may have
-		// frozen: thaw anyway (thaw is idempotent).
+		// A lost, unreadable or timed-out command may have frozen: thaw (thaw is idempotent).
 		_, terr := b.thaw(ctx, log, member.InstanceID, cfg)
 		if terr != nil {
 			return res, fmt.Errorf("freeze failed: %w; and thaw failed too (the watchdog thaws within %ds): %v", ferr, cfg.WatchdogSeconds, terr)
@@ -652,10 +658,13 @@ func (b *Backup) emit(cluster string, res Result) {
 	}
 	vals := []metrics.Value{
 		{Name: "BackupSuccess", Unit: metrics.Count, Value: success},
-		{Name: "WritesBlockedMs", Unit: metrics.Milliseconds, Value: res.WritesBlockedMS},
 		{Name: "SetVolumes", Unit: metrics.Count, Value: float64(res.Volumes)},
 		{Name: "SetSizeGiB", Unit: metrics.Gigabytes, Value: float64(res.SizeGiB)},
 		{Name: "SetsDeleted", Unit: metrics.Count, Value: float64(len(res.DeletedSets))},
+	}
+	if res.Frozen && res.WritesBlockedMS > 0 {
+		// Only measured windows: a run that never froze must not pull the percentiles down.
+		vals = append(vals, metrics.Value{Name: "WritesBlockedMs", Unit: metrics.Milliseconds, Value: res.WritesBlockedMS})
 	}
 	steps := make([]string, 0, len(res.StepsMS))
 	for k := range res.StepsMS {

@@ -448,11 +448,16 @@ func TestRunThawRetries(t *testing.T) {
 	}
 }
 
+// A freeze whose outcome is unknown (lost, unreadable, timed out) is followed by a thaw. A freeze
+// the script itself refused is not: the script undoes its own partial work, and a thaw would
+// release a freeze that is not this run's (an operator's, or an earlier run's under its watchdog).
 func TestRunFreezeFailureSnapshotsNothingAndThaws(t *testing.T) {
 	tests := []struct {
 		name        string
 		setup       func(h *harness)
 		want        []string
+		noThaw      bool // the script refused cleanly: nothing of ours to thaw
+		leftFrozen  bool // frozen by someone else before the run, and left to them
 		thawFails   bool
 		wantFreezes int // times the host went from thawed to frozen
 	}{
@@ -464,14 +469,28 @@ func TestRunFreezeFailureSnapshotsNothingAndThaws(t *testing.T) {
 					Err:  errors.New("exit status 2"),
 				})
 			},
-			want: []string{"is not on the listed mounts", "host thawed"},
+			want:   []string{"is not on the listed mounts", "nothing frozen"},
+			noThaw: true,
+		},
+		{
+			name: "refused but still frozen",
+			setup: func(h *harness) {
+				h.hosts.Respond(hostscripts.Freeze, fleetfake.Response{
+					Line:   mustJSON(hostscripts.FreezeResult{OK: false, Action: "freeze", Frozen: true, Error: "fsfreeze -f /wal failed; could not thaw /data"}),
+					Err:    errors.New("exit status 1"),
+					Effect: fleetfake.EffectFreeze,
+				})
+			},
+			want:        []string{"could not thaw", "host thawed"},
+			wantFreezes: 1,
 		},
 		{
 			name: "ok:false without an exit error",
 			setup: func(h *harness) {
 				h.hosts.Respond(hostscripts.Freeze, fleetfake.JSON(hostscripts.FreezeResult{OK: false, Error: "pg_isready failed"}))
 			},
-			want: []string{"freeze refused", "pg_isready failed"},
+			want:   []string{"freeze refused", "pg_isready failed"},
+			noThaw: true,
 		},
 		{
 			name: "transport error, no result",
@@ -498,8 +517,10 @@ func TestRunFreezeFailureSnapshotsNothingAndThaws(t *testing.T) {
 		},
 		{
 			name:  "a frozen host refuses a second freeze",
-			setup: func(h *harness) { h.hosts.SetFrozen(replicaID, true) },
-			want:  []string{"already frozen"},
+			setup:      func(h *harness) { h.hosts.SetFrozen(replicaID, true) },
+			want:       []string{"already frozen"},
+			noThaw:     true,
+			leftFrozen: true,
 		},
 		{
 			name: "freeze and thaw both fail",
@@ -524,10 +545,10 @@ func TestRunFreezeFailureSnapshotsNothingAndThaws(t *testing.T) {
 			if n := h.store.Count(fleetfake.OpCreateSet); n != 0 {
 				t.Errorf("%d CreateSet calls after a failed freeze", n)
 			}
-			if n := len(h.hosts.CallsOf(hostscripts.Thaw)); n == 0 {
-				t.Errorf("no thaw after a failed freeze")
+			if n := len(h.hosts.CallsOf(hostscripts.Thaw)); (n > 0) == tc.noThaw {
+				t.Errorf("%d thaw calls after a failed freeze; want a thaw: %v", n, !tc.noThaw)
 			}
-			if !tc.thawFails {
+			if !tc.thawFails && !tc.leftFrozen {
 				h.assertThawed(t)
 			}
 			if n := h.hosts.Freezes(replicaID); n != tc.wantFreezes {
