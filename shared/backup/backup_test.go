@@ -516,7 +516,7 @@ func TestRunFreezeFailureSnapshotsNothingAndThaws(t *testing.T) {
 			wantFreezes: 1,
 		},
 		{
-			name:  "a frozen host refuses a second freeze",
+			name:       "a frozen host refuses a second freeze",
 			setup:      func(h *harness) { h.hosts.SetFrozen(replicaID, true) },
 			want:       []string{"already frozen"},
 			noThaw:     true,
