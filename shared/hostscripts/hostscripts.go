@@ -1,0 +1,320 @@
+// Package hostscripts holds the scripts pgfleet runs on PostgreSQL hosts (freeze and thaw),
+// embedded once: SSM Run Command runs them in AWS (the CDK stack builds Command documents from
+// Specs) and the local site runs them with bash. It also validates script arguments and decodes
+// the one-line JSON results the scripts print.
+package hostscripts
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+//go:embed scripts/freeze.sh scripts/thaw.sh
+var scripts embed.FS
+
+// Name names a host script.
+type Name string
+
+// The host scripts.
+const (
+	Freeze Name = "freeze"
+	Thaw   Name = "thaw"
+)
+
+// Param is one flag of a host script.
+type Param struct {
+	// Flag is the script flag without the leading dashes, e.g. "watchdog-seconds".
+	Flag string
+	// SSMName is the SSM document parameter name, e.g. "WatchdogSeconds".
+	SSMName string
+	// Default is what the script uses when the flag is absent or empty.
+	Default string
+	// Pattern is an allowed-value regexp that admits no shell metacharacter (SSM allowedPattern).
+	Pattern string
+	// Description is for the SSM document.
+	Description string
+	// Required flags have no default: a run without them is refused.
+	Required bool
+}
+
+// Spec describes one host script.
+type Spec struct {
+	Name        Name
+	Description string
+	Params      []Param
+}
+
+// Value patterns. None admits whitespace, quotes, $, `, ;, |, &, <, >, globs, braces or backslashes.
+const (
+	patPath        = `^/[A-Za-z0-9._@+:/-]*$`
+	patPathOrEmpty = `^(/[A-Za-z0-9._@+:/-]*)?$`
+	patPaths       = `^/[A-Za-z0-9._@+:/-]*(,/[A-Za-z0-9._@+:/-]*)*$`
+	patPort        = `^[0-9]{1,5}$`
+	patUser        = `^[a-z_][a-z0-9_-]{0,31}$`
+)
+
+var specs = []Spec{
+	{
+		Name: Freeze,
+		Description: "pgfleet freeze: checks the host, CHECKPOINTs PostgreSQL, writes standby.signal on a primary, " +
+			"arms an on-host watchdog that thaws after a bounded time, and fsfreezes the data filesystems (never / or ZFS) " +
+			"for one multi-volume EBS snapshot set. Prints one JSON line.",
+		Params: []Param{
+			{Flag: "pgdata", SSMName: "PGData", Pattern: patPath, Required: true,
+				Description: "PostgreSQL data directory (PGDATA); it, pg_wal and tablespaces must be on the listed mounts."},
+			{Flag: "port", SSMName: "Port", Default: "5432", Pattern: patPort,
+				Description: "PostgreSQL port."},
+			{Flag: "pg-bin", SSMName: "PGBin", Default: "/usr/lib/postgresql/15/bin", Pattern: patPath,
+				Description: "Directory holding psql and pg_isready."},
+			{Flag: "pg-user", SSMName: "PGUser", Default: "postgres", Pattern: patUser,
+				Description: "OS user psql runs as."},
+			{Flag: "pg-host", SSMName: "PGHost", Default: "/var/run/postgresql", Pattern: patPath,
+				Description: "PostgreSQL Unix socket directory."},
+			{Flag: "mounts", SSMName: "Mounts", Pattern: patPaths, Required: true,
+				Description: "Comma-separated mount points of the data filesystems."},
+			{Flag: "filesystem", SSMName: "Filesystem", Default: "auto", Pattern: `^(auto|ext4|xfs|zfs)$`,
+				Description: "Expected filesystem of the mounts (auto: detect). ZFS is never frozen."},
+			{Flag: "consistency", SSMName: "Consistency", Default: "freeze", Pattern: `^(freeze|crash)$`,
+				Description: "freeze: fsfreeze the mounts; crash: no fsfreeze, rely on the crash-consistent multi-volume set."},
+			{Flag: "watchdog-seconds", SSMName: "WatchdogSeconds", Default: "10", Pattern: `^([1-9]|[1-9][0-9]|[12][0-9][0-9]|300)$`,
+				Description: "The watchdog thaws after this many seconds (1-300)."},
+			{Flag: "state-dir", SSMName: "StateDir", Default: "/run/pgfleet", Pattern: patPath,
+				Description: "Directory for the freeze record and the watchdog log; never on a data mount."},
+			{Flag: "protect", SSMName: "ProtectPaths", Default: "/var/lib/amazon/ssm,/var/log/amazon/ssm", Pattern: patPaths,
+				Description: "Comma-separated paths whose filesystems must never be frozen."},
+			{Flag: "standby-signal", SSMName: "StandbySignal", Default: "auto", Pattern: `^(auto|never)$`,
+				Description: "auto: on a primary, put standby.signal into the snapshot so a restore never promotes itself."},
+		},
+	},
+	{
+		Name: Thaw,
+		Description: "pgfleet thaw: thaws the data filesystems (idempotent), disarms the watchdog, removes the standby.signal " +
+			"freeze wrote and the freeze record, and probes each mount with a bounded write. Prints one JSON line.",
+		Params: []Param{
+			{Flag: "mounts", SSMName: "Mounts", Pattern: patPaths, Required: true,
+				Description: "Comma-separated mount points of the data filesystems."},
+			{Flag: "pgdata", SSMName: "PGData", Default: "", Pattern: patPathOrEmpty,
+				Description: "PostgreSQL data directory, for standby.signal cleanup (default: from the freeze record)."},
+			{Flag: "state-dir", SSMName: "StateDir", Default: "/run/pgfleet", Pattern: patPath,
+				Description: "Directory of the freeze record."},
+			{Flag: "probe", SSMName: "Probe", Default: "yes", Pattern: `^(yes|no)$`,
+				Description: "yes: after thawing, check each mount takes a small fsync'd write (bounded wait)."},
+		},
+	},
+}
+
+var compiled = func() map[string]*regexp.Regexp {
+	out := map[string]*regexp.Regexp{}
+	for _, s := range specs {
+		for _, p := range s.Params {
+			out[p.Pattern] = regexp.MustCompile(p.Pattern)
+		}
+	}
+	return out
+}()
+
+// Specs describes every host script and its flags.
+func Specs() []Spec {
+	out := make([]Spec, len(specs))
+	for i, s := range specs {
+		out[i] = s
+		out[i].Params = append([]Param(nil), s.Params...)
+	}
+	return out
+}
+
+// SpecOf describes one host script.
+func SpecOf(n Name) (Spec, error) {
+	for _, s := range Specs() {
+		if s.Name == n {
+			return s, nil
+		}
+	}
+	return Spec{}, fmt.Errorf("unknown host script %q", n)
+}
+
+// Source returns the embedded text of a host script.
+func Source(n Name) (string, error) {
+	if _, err := SpecOf(n); err != nil {
+		return "", err
+	}
+	b, err := scripts.ReadFile("scripts/" + string(n) + ".sh")
+	if err != nil {
+		return "", fmt.Errorf("read embedded script %s: %w", n, err)
+	}
+	return string(b), nil
+}
+
+// Args are script arguments: flag (without dashes) -> value. An empty value means the default.
+type Args map[string]string
+
+// validated checks every flag and value against the script's spec and returns the non-empty
+// arguments with their params, sorted by flag.
+func (a Args) validated(n Name) ([]Param, []string, error) {
+	spec, err := SpecOf(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	byFlag := map[string]Param{}
+	for _, p := range spec.Params {
+		byFlag[p.Flag] = p
+	}
+	flags := make([]string, 0, len(a))
+	for f := range a {
+		flags = append(flags, f)
+	}
+	sort.Strings(flags)
+	var params []Param
+	var values []string
+	for _, f := range flags {
+		p, ok := byFlag[f]
+		if !ok {
+			known := make([]string, 0, len(spec.Params))
+			for _, q := range spec.Params {
+				known = append(known, q.Flag)
+			}
+			return nil, nil, fmt.Errorf("%s: unknown flag %q (known: %s)", n, f, strings.Join(known, ", "))
+		}
+		v := a[f]
+		if v == "" {
+			continue
+		}
+		if !compiled[p.Pattern].MatchString(v) {
+			return nil, nil, fmt.Errorf("%s: --%s %q is not allowed: it must match %s (no spaces or shell metacharacters)", n, f, v, p.Pattern)
+		}
+		params = append(params, p)
+		values = append(values, v)
+	}
+	for _, p := range spec.Params {
+		if p.Required && a[p.Flag] == "" {
+			return nil, nil, fmt.Errorf("%s: --%s is required", n, p.Flag)
+		}
+	}
+	return params, values, nil
+}
+
+// Argv returns the validated arguments as a "--flag value" list sorted by flag. Empty values are
+// left out (the script's default applies); an unknown flag, a value that does not match the
+// flag's pattern or a missing required flag is an error.
+func (a Args) Argv(n Name) ([]string, error) {
+	params, values, err := a.validated(n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, 2*len(params))
+	for i, p := range params {
+		out = append(out, "--"+p.Flag, values[i])
+	}
+	return out, nil
+}
+
+// SSMParameters returns the validated arguments as SSM Run Command parameters (SSMName ->
+// [value]), validated like Argv.
+func (a Args) SSMParameters(n Name) (map[string][]string, error) {
+	params, values, err := a.validated(n)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(params))
+	for i, p := range params {
+		out[p.SSMName] = []string{values[i]}
+	}
+	return out, nil
+}
+
+// LastJSONLine returns the last line of out that parses as a JSON object: a script's result.
+func LastJSONLine(out []byte) ([]byte, error) {
+	lines := bytes.Split(out, []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		line := bytes.TrimSpace(lines[i])
+		if len(line) < 2 || line[0] != '{' {
+			continue
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(line, &obj) == nil {
+			return append([]byte(nil), line...), nil
+		}
+	}
+	tail := string(bytes.TrimSpace(out))
+	if len(tail) > 300 {
+		tail = "..." + tail[len(tail)-300:]
+	}
+	return nil, fmt.Errorf("no JSON result line in the script output (output ends with %q)", tail)
+}
+
+// MountResult is one data mount in a freeze result.
+type MountResult struct {
+	Path   string `json:"path"`
+	FSType string `json:"fstype"`
+	Source string `json:"source"`
+	// VolumeID is the EBS volume id (from the nvme serial; several joined by commas when the
+	// filesystem spans volumes), the backing file of a loop device, or "" when unknown.
+	VolumeID string `json:"volume_id"`
+	Frozen   bool   `json:"frozen"`
+}
+
+// FreezeResult is the JSON line freeze.sh prints.
+type FreezeResult struct {
+	OK     bool   `json:"ok"`
+	Action string `json:"action"`
+	Host   string `json:"host"`
+	Error  string `json:"error"`
+	// Frozen: at least one mount was fsfrozen. ZFS: at least one mount is ZFS (never frozen).
+	Frozen      bool          `json:"frozen"`
+	ZFS         bool          `json:"zfs"`
+	Consistency string        `json:"consistency"`
+	Mounts      []MountResult `json:"mounts"`
+	PGVersion   string        `json:"pg_version"`
+	// PGVersionNum is server_version_num, e.g. 150010.
+	PGVersionNum int  `json:"pg_version_num"`
+	InRecovery   bool `json:"in_recovery"`
+	Timeline     int  `json:"timeline"`
+	// RedoLSN and RedoWALFile are the checkpoint's redo point: the first WAL a restore needs.
+	RedoLSN     string `json:"redo_lsn"`
+	RedoWALFile string `json:"redo_wal_file"`
+	// SnapshotLSN is pg_current_wal_lsn() on a primary, pg_last_wal_replay_lsn() on a replica.
+	SnapshotLSN          string `json:"snapshot_lsn"`
+	StandbySignalWritten bool   `json:"standby_signal_written"`
+	WatchdogPID          int    `json:"watchdog_pid"`
+	WatchdogDeadlineUS   int64  `json:"watchdog_deadline_us"`
+	// Host-clock microseconds since the epoch. FreezeStartedUS and FrozenUS are 0 when nothing
+	// was frozen.
+	StartedUS       int64 `json:"started_us"`
+	FreezeStartedUS int64 `json:"freeze_started_us"`
+	FrozenUS        int64 `json:"frozen_us"`
+	FinishedUS      int64 `json:"finished_us"`
+}
+
+// ThawResult is the JSON line thaw.sh prints.
+type ThawResult struct {
+	OK     bool   `json:"ok"`
+	Action string `json:"action"`
+	Host   string `json:"host"`
+	Error  string `json:"error"`
+	// Thawed lists the mounts that were frozen and are now thawed; AlreadyThawed the others.
+	Thawed               []string `json:"thawed"`
+	AlreadyThawed        []string `json:"already_thawed"`
+	WatchdogDisarmed     bool     `json:"watchdog_disarmed"`
+	StandbySignalRemoved bool     `json:"standby_signal_removed"`
+	// ProbeOK: every mount took a small fsync'd write within the bounded wait.
+	ProbeOK bool `json:"probe_ok"`
+	// Host-clock microseconds since the epoch.
+	StartedUS     int64 `json:"started_us"`
+	ThawStartedUS int64 `json:"thaw_started_us"`
+	ThawedUS      int64 `json:"thawed_us"`
+	FinishedUS    int64 `json:"finished_us"`
+}
+
+// WritesBlockedMicros is how long writes were blocked on the host: from the start of the freeze
+// to the return of the last thaw, on the host clock. 0 when nothing was frozen or t has no time.
+func (r FreezeResult) WritesBlockedMicros(t ThawResult) int64 {
+	if !r.Frozen || r.FreezeStartedUS == 0 || t.ThawedUS == 0 || t.ThawedUS < r.FreezeStartedUS {
+		return 0
+	}
+	return t.ThawedUS - r.FreezeStartedUS
+}

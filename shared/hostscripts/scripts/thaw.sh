@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# pgfleet thaw: releases what freeze.sh froze. Idempotent: a mount that is not frozen counts as
+# already thawed, and it works without a freeze record (a fresh host, or after the watchdog).
+#
+# Order: fsfreeze -u every mount first (the writes-blocked window ends there), then disarm the
+# watchdog, remove standby.signal only when our marker says freeze.sh wrote it, remove the freeze
+# record, and probe each mount with a small fsync'd write that runs in the background with a
+# bounded wait (a writer blocked on a frozen filesystem cannot be killed).
+#
+# Output: exactly one compact JSON line on stdout, on success and on failure (then the exit status
+# is non-zero and the line is {"ok":false,"action":"thaw","error":...}). Diagnostics go to stderr.
+# Timestamps are host-clock microseconds since the epoch. Run as root.
+set -euo pipefail
+set -o errtrace
+export LC_ALL=C
+umask 077
+
+# The whole script is one block: bash reads all of it before running any of it, and nothing it
+# runs can read the script's own text when it comes on stdin (bash -s).
+{
+
+# fd 3 carries the result line; anything else a command prints goes to stderr.
+exec 3>&1 1>&2
+
+readonly ACTION=thaw
+readonly RECORD_NAME=frozen.json
+readonly MARKER_NAME=.pgfleet-standby-signal
+readonly WATCHDOG_TAG=pgfleet-watchdog
+readonly RE_PATH='^/[A-Za-z0-9._@+:/-]*$'
+readonly RE_PATHS='^/[A-Za-z0-9._@+:/-]*(,/[A-Za-z0-9._@+:/-]*)*$'
+readonly RE_PROBE='^(yes|no)$'
+# How long the write probes may take.
+readonly PROBE_WAIT_SECONDS=5
+
+# Flag defaults (one variable per flag: --state-dir is opt_state_dir).
+opt_mounts=''
+opt_pgdata=''
+opt_state_dir='/run/pgfleet'
+opt_probe='yes'
+
+now_us() {
+	if [[ -n ${EPOCHREALTIME:-} ]]; then
+		REPLY=${EPOCHREALTIME//[!0-9]/}
+	else
+		REPLY=$(date +%s%6N)
+	fi
+}
+
+now_us
+STARTED_US=$REPLY
+HOST_NAME=${HOSTNAME:-$(uname -n)}
+RESULT_DONE=0
+LAST_ERR=''
+
+log() { printf '%s thaw: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)" "$*" >&2; }
+
+# json_str S: REPLY = S as a JSON string literal.
+json_str() {
+	local s=$1 out='' c code i
+	s=${s//\\/\\\\}
+	s=${s//\"/\\\"}
+	s=${s//$'\n'/\\n}
+	s=${s//$'\r'/\\r}
+	s=${s//$'\t'/\\t}
+	if [[ $s == *[$'\001'-$'\037']* ]]; then
+		for ((i = 0; i < ${#s}; i++)); do
+			c=${s:i:1}
+			if [[ $c == [$'\001'-$'\037'] ]]; then
+				printf -v code '\\u%04x' "'$c"
+				out+=$code
+			else
+				out+=$c
+			fi
+		done
+		s=$out
+	fi
+	REPLY="\"$s\""
+}
+
+# json_arr S...: REPLY = the strings as a JSON array.
+json_arr() {
+	local out='' s
+	for s in "$@"; do
+		json_str "$s"
+		out+=${out:+,}$REPLY
+	done
+	REPLY="[$out]"
+}
+
+# split_csv S: SPLIT = the comma-separated items of S (empty items dropped).
+split_csv() {
+	local rest=$1 item
+	SPLIT=()
+	while [[ -n $rest ]]; do
+		item=${rest%%,*}
+		if [[ $rest == *,* ]]; then rest=${rest#*,}; else rest=''; fi
+		if [[ -n $item ]]; then SPLIT+=("$item"); fi
+	done
+}
+
+fail() {
+	local msg=$1 host fin
+	trap - ERR
+	log "failed: $msg"
+	now_us
+	fin=$REPLY
+	json_str "$HOST_NAME"
+	host=$REPLY
+	json_str "$msg"
+	if ((RESULT_DONE == 0)); then
+		RESULT_DONE=1
+		printf '{"ok":false,"action":"%s","host":%s,"error":%s,"started_us":%s,"finished_us":%s}\n' \
+			"$ACTION" "$host" "$REPLY" "$STARTED_US" "$fin" >&3
+	fi
+	exit 1
+}
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+on_exit() {
+	local rc=$?
+	if ((RESULT_DONE == 0)); then
+		fail "unexpected failure (exit status $rc)${LAST_ERR:+ at $LAST_ERR}"
+	fi
+}
+trap on_exit EXIT
+trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
+trap 'fail "interrupted by a signal"' INT TERM HUP
+
+setopt() {
+	if [[ -n $2 ]]; then printf -v "$1" '%s' "$2"; fi
+}
+
+parse_args() {
+	while (($# > 0)); do
+		if (($# < 2)); then fail "flag $1 needs a value"; fi
+		case $1 in
+		--mounts) setopt opt_mounts "$2" ;;
+		--pgdata) setopt opt_pgdata "$2" ;;
+		--state-dir) setopt opt_state_dir "$2" ;;
+		--probe) setopt opt_probe "$2" ;;
+		*) fail "unknown flag $1 (flags: --mounts --pgdata --state-dir --probe)" ;;
+		esac
+		shift 2
+	done
+}
+
+# check NAME VALUE REGEX
+check() {
+	local q
+	if ! [[ $2 =~ $3 ]]; then
+		printf -v q '%q' "$2"
+		fail "--$1 $q is not allowed (must match $3)"
+	fi
+}
+
+# fs_of MODE PATH: the filesystem mounted at (MODE=mountpoint) or holding (MODE=target) PATH, as
+# FS_TYPE. Returns 1 when there is none.
+fs_of() {
+	local line target
+	line=$(findmnt -rn -o TARGET,FSTYPE "--$1" "$2" 2>/dev/null | tail -n 1) || return 1
+	[[ -n $line ]] || return 1
+	read -r target FS_TYPE <<<"$line"
+	[[ -n $target ]]
+}
+
+# watchdog_is_ours PID TOKEN: the process is the watchdog of the recorded freeze.
+watchdog_is_ours() {
+	local cmdline
+	[[ $1 =~ ^[1-9][0-9]*$ && -r /proc/$1/cmdline ]] || return 1
+	cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	[[ $cmdline == *"$WATCHDOG_TAG"* && $cmdline == *"$2"* ]]
+}
+
+# proc_alive PID: the process exists and has not exited (an unreaped zombie has).
+proc_alive() {
+	local stat=''
+	[[ -r /proc/$1/stat ]] || return 1
+	read -r stat <"/proc/$1/stat" 2>/dev/null || return 1
+	stat=${stat##*) }
+	[[ -n $stat && ${stat%% *} != [ZX] ]]
+}
+
+parse_args "$@"
+if [[ -z $opt_mounts ]]; then fail "--mounts is required"; fi
+check mounts "$opt_mounts" "$RE_PATHS"
+if [[ -n $opt_pgdata ]]; then check pgdata "$opt_pgdata" "$RE_PATH"; fi
+check state-dir "$opt_state_dir" "$RE_PATH"
+check probe "$opt_probe" "$RE_PROBE"
+
+RECORD="$opt_state_dir/$RECORD_NAME"
+REC=''
+REC_TOKEN=''
+REC_PID=0
+REC_PGDATA=''
+REC_MOUNTS=()
+if [[ -f $RECORD ]]; then
+	IFS= read -r -d '' REC <"$RECORD" || true
+	if [[ $REC =~ \"token\":\"([0-9-]+)\" ]]; then REC_TOKEN=${BASH_REMATCH[1]}; fi
+	if [[ $REC =~ \"watchdog_pid\":([0-9]+) ]]; then REC_PID=${BASH_REMATCH[1]}; fi
+	if [[ $REC =~ \"pgdata\":\"([^\"]*)\" ]]; then REC_PGDATA=${BASH_REMATCH[1]}; fi
+	if [[ $REC =~ \"frozen_mounts\":\[([^]]*)\] ]]; then
+		list=${BASH_REMATCH[1]//\"/}
+		split_csv "$list"
+		REC_MOUNTS=(${SPLIT[@]+"${SPLIT[@]}"})
+	fi
+fi
+
+# Every mount named here or frozen by the recorded freeze.
+split_csv "$opt_mounts"
+MOUNTS=()
+for m in "${SPLIT[@]}" ${REC_MOUNTS[@]+"${REC_MOUNTS[@]}"}; do
+	dup=0
+	for seen in ${MOUNTS[@]+"${MOUNTS[@]}"}; do
+		if [[ $seen == "$m" ]]; then dup=1; fi
+	done
+	if ((dup == 0)); then MOUNTS+=("$m"); fi
+done
+
+# The writes-blocked window ends here: every mount thawed at once. A mount whose thaw failed is
+# asked again afterwards, for the reason (not frozen: EINVAL).
+THAWED=()
+FAILED=()
+FAILED_OUT=()
+PIDS=()
+now_us
+THAW_STARTED_US=$REPLY
+for m in "${MOUNTS[@]}"; do
+	fsfreeze -u "$m" 2>/dev/null 3>&- &
+	PIDS+=("$!")
+done
+for i in "${!PIDS[@]}"; do
+	if wait "${PIDS[i]}"; then THAWED+=("${MOUNTS[i]}"); else FAILED+=("${MOUNTS[i]}"); fi
+done
+now_us
+THAWED_US=$REPLY
+for i in ${FAILED[@]+"${!FAILED[@]}"}; do
+	if out=$(fsfreeze -u "${FAILED[i]}" 2>&1); then
+		# The first attempt failed for a passing reason; this one thawed it.
+		THAWED+=("${FAILED[i]}")
+		now_us
+		THAWED_US=$REPLY
+		out=''
+	fi
+	FAILED_OUT+=("$out")
+done
+
+# Sort out why the others did not thaw: not frozen is fine, anything else is an error.
+ALREADY=()
+ERRORS=''
+PROBE_MOUNTS=(${THAWED[@]+"${THAWED[@]}"})
+for i in ${FAILED[@]+"${!FAILED[@]}"}; do
+	m=${FAILED[i]}
+	out=${FAILED_OUT[i]}
+	if [[ -z $out ]]; then
+		continue
+	elif [[ ! -d $m ]] || ! fs_of mountpoint "$(readlink -f -- "$m")"; then
+		log "$m is not a mount point: nothing to thaw there"
+		ALREADY+=("$m")
+	elif [[ $out == *"Invalid argument"* ]]; then
+		ALREADY+=("$m")
+		PROBE_MOUNTS+=("$m")
+	elif [[ $FS_TYPE == zfs ]]; then
+		ALREADY+=("$m")
+		PROBE_MOUNTS+=("$m")
+	else
+		ERRORS+="${ERRORS:+; }fsfreeze -u $m failed: $out"
+		PROBE_MOUNTS+=("$m")
+	fi
+done
+if ((${#THAWED[@]} > 0)); then log "thawed ${THAWED[*]}"; fi
+
+WATCHDOG_DISARMED=false
+STANDBY_REMOVED=false
+if [[ -z $ERRORS ]]; then
+	# Disarm the watchdog of the recorded freeze (its whole session: bash and its sleep).
+	if ((REC_PID > 0)) && [[ -n $REC_TOKEN ]] && watchdog_is_ours "$REC_PID" "$REC_TOKEN"; then
+		kill -TERM -- "-$REC_PID" 2>/dev/null || kill -TERM "$REC_PID" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do
+			if ! proc_alive "$REC_PID"; then break; fi
+			sleep 0.01
+		done
+		WATCHDOG_DISARMED=true
+		log "watchdog $REC_PID disarmed"
+	fi
+	# standby.signal goes only when freeze.sh wrote it (the marker), never one an operator wrote.
+	pgdata=${opt_pgdata:-$REC_PGDATA}
+	if [[ -n $pgdata && -e $pgdata/$MARKER_NAME ]]; then
+		if [[ -e $pgdata/standby.signal ]]; then
+			rm -f -- "$pgdata/standby.signal" || fail "cannot remove $pgdata/standby.signal"
+			STANDBY_REMOVED=true
+			log "removed $pgdata/standby.signal"
+		fi
+		rm -f -- "$pgdata/$MARKER_NAME" || fail "cannot remove $pgdata/$MARKER_NAME"
+	fi
+	if [[ -e $RECORD ]]; then rm -f -- "$RECORD" || fail "cannot remove $RECORD"; fi
+else
+	log "not disarming the watchdog nor removing the freeze record: $ERRORS"
+fi
+
+# Write probes, in the background with a bounded wait.
+PROBE_OK=false
+if [[ $opt_probe == yes ]] && ((${#PROBE_MOUNTS[@]} > 0)); then
+	PIDS=()
+	for m in "${PROBE_MOUNTS[@]}"; do
+		f="$m/.pgfleet-probe-$$"
+		(dd if=/dev/zero of="$f" bs=4096 count=1 conv=fsync status=none && rm -f -- "$f") \
+			</dev/null >/dev/null 2>&1 3>&- &
+		PIDS+=("$!")
+	done
+	for ((i = 0; i < PROBE_WAIT_SECONDS * 100; i++)); do
+		alive=0
+		for p in "${PIDS[@]}"; do
+			if kill -0 "$p" 2>/dev/null; then alive=1; fi
+		done
+		if ((alive == 0)); then break; fi
+		sleep 0.01
+	done
+	PROBE_OK=true
+	for i in "${!PIDS[@]}"; do
+		p=${PIDS[i]}
+		if kill -0 "$p" 2>/dev/null; then
+			PROBE_OK=false
+			log "write probe on ${PROBE_MOUNTS[i]} did not finish within ${PROBE_WAIT_SECONDS}s"
+		elif ! wait "$p"; then
+			PROBE_OK=false
+			log "write probe on ${PROBE_MOUNTS[i]} failed"
+		fi
+	done
+fi
+
+json_arr ${THAWED[@]+"${THAWED[@]}"}
+thawed_json=$REPLY
+json_arr ${ALREADY[@]+"${ALREADY[@]}"}
+already_json=$REPLY
+json_str "$HOST_NAME"
+host_json=$REPLY
+json_str "$ERRORS"
+err_json=$REPLY
+OK=true
+if [[ -n $ERRORS ]]; then OK=false; fi
+now_us
+RESULT_DONE=1
+printf '{"ok":%s,"action":"%s","host":%s,"error":%s,"thawed":%s,"already_thawed":%s,"watchdog_disarmed":%s,"standby_signal_removed":%s,"probe_ok":%s,"thaw_started_us":%s,"thawed_us":%s,"started_us":%s,"finished_us":%s}\n' \
+	"$OK" "$ACTION" "$host_json" "$err_json" "$thawed_json" "$already_json" "$WATCHDOG_DISARMED" \
+	"$STANDBY_REMOVED" "$PROBE_OK" "$THAW_STARTED_US" "$THAWED_US" "$STARTED_US" "$REPLY" >&3
+if [[ $OK == true ]]; then exit 0; fi
+exit 1
+} </dev/null
