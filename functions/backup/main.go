@@ -23,14 +23,9 @@ import (
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	env := awsx.FunctionEnv()
-	if err := env.Validate(); err != nil {
-		log.Error("bad function environment", "error", err.Error())
-		os.Exit(1)
-	}
-	cfg, err := awsx.LoadConfig(context.Background())
+	cfg, env, err := awsx.Init(context.Background())
 	if err != nil {
-		log.Error("aws configuration", "error", err.Error())
+		log.Error("init", "error", err.Error())
 		os.Exit(1)
 	}
 	ec2Client := ec2.NewFromConfig(cfg)

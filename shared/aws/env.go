@@ -1,9 +1,13 @@
 package awsx
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // Env is the environment every pgfleet function reads at init, and only there.
@@ -42,4 +46,18 @@ func (e Env) Validate() error {
 		return errors.New("PGFLEET_CONFIG_PREFIX must start with /")
 	}
 	return nil
+}
+
+// Init is what every function's main does first: read and check the environment, load the SDK
+// configuration. Both happen once, at init, never per invocation.
+func Init(ctx context.Context) (aws.Config, Env, error) {
+	env := FunctionEnv()
+	if err := env.Validate(); err != nil {
+		return aws.Config{}, env, fmt.Errorf("bad function environment: %w", err)
+	}
+	cfg, err := LoadConfig(ctx)
+	if err != nil {
+		return aws.Config{}, env, err
+	}
+	return cfg, env, nil
 }

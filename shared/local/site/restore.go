@@ -27,10 +27,6 @@ type RestoreOptions struct {
 	// FromArchive sets restore_command to `pgbackrest archive-get`, so the copy replays archived
 	// WAL past the snapshot point.
 	FromArchive bool
-	// EmptyWAL removes the WAL the snapshot holds, so recovery must fetch every segment from
-	// the set's redo point on from the archive: the strictest test that pruning kept what the
-	// set needs.
-	EmptyWAL bool
 }
 
 // Restore is RestoreSet with options.
@@ -98,14 +94,12 @@ func (s *Site) Restore(ctx context.Context, setID, name string, o RestoreOptions
 	}
 	// The snapshot holds the source's postmaster.pid: on a new host its PID means nothing (and
 	// here it would name the running primary), so it goes, as it would at a real launch.
-	for _, f := range []string{"postmaster.pid", "postmaster.opts"} {
+	// The freeze marker goes too: it says "pgfleet wrote standby.signal", which is true of the
+	// source, not of the copy, and a thaw given this PGDATA would otherwise remove the copy's
+	// standby.signal.
+	for _, f := range []string{"postmaster.pid", "postmaster.opts", ".pgfleet-standby-signal"} {
 		if err := os.Remove(filepath.Join(h.PGData, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return h, nil, fmt.Errorf("restore: remove stale %s: %w", f, err)
-		}
-	}
-	if o.EmptyWAL {
-		if err := emptyWAL(h.PGData); err != nil {
-			return h, nil, err
 		}
 	}
 	if o.FromArchive {
@@ -144,24 +138,6 @@ func within(p, dir string) (string, bool) {
 		return "", false
 	}
 	return rel, true
-}
-
-// emptyWAL removes the WAL segments (not the history files or archive status) of a data
-// directory.
-func emptyWAL(pgdata string) error {
-	dir := filepath.Join(pgdata, "pg_wal")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("restore: read pg_wal: %w", err)
-	}
-	for _, e := range entries {
-		if len(e.Name()) == 24 && !e.IsDir() {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return fmt.Errorf("restore: empty pg_wal: %w", err)
-			}
-		}
-	}
-	return os.RemoveAll(filepath.Join(dir, "archive_status"))
 }
 
 // configureArchiveRecovery gives the restored copy its own pgBackRest configuration (pg1-path is

@@ -367,8 +367,7 @@ func (s *Site) writeClusterConfig(h Host, o Options) error {
 		WatchdogSeconds: o.WatchdogSeconds,
 		StateDir:        filepath.Join(s.Root, "run"),
 		Retention:       o.Retention,
-		Archive: &config.Archive{Layout: "pgbackrest", Bucket: s.Bucket, Prefix: s.RepoPath, Stanza: s.Stanza,
-			Extension: ".gz"},
+		Archive:         &config.Archive{Layout: "pgbackrest", Bucket: s.Bucket, Prefix: s.RepoPath, Stanza: s.Stanza},
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
