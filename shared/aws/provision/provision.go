@@ -14,6 +14,7 @@ import (
 
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/pgfleet/pgfleet/shared/aws/ddblease"
+	"github.com/pgfleet/pgfleet/shared/aws/s3archive"
 )
 
 // EnsureBucket creates an S3 bucket unless it exists.
@@ -46,4 +47,10 @@ func EnsureLeaseTable(ctx context.Context, cfg aws.Config, table string) error {
 // Lease returns the DynamoDB lease on table.
 func Lease(cfg aws.Config, table string) *ddblease.Lease {
 	return ddblease.New(dynamodb.NewFromConfig(cfg), table)
+}
+
+// Archive returns the S3 WAL archive adapter with path-style addressing (what moto and most
+// S3-compatible endpoints expect).
+func Archive(cfg aws.Config) *s3archive.Archive {
+	return s3archive.New(s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }))
 }

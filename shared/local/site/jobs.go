@@ -5,25 +5,31 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/pgfleet/pgfleet/shared/aws/provision"
 	"github.com/pgfleet/pgfleet/shared/backup"
 	"github.com/pgfleet/pgfleet/shared/config"
 	"github.com/pgfleet/pgfleet/shared/local/moto"
 	"github.com/pgfleet/pgfleet/shared/metrics"
+	"github.com/pgfleet/pgfleet/shared/walprune"
 )
 
 // Handler returns the handler of one function wired to the site's adapters, for
 // lambda.NewHandler(h).Invoke.
-func Handler(ctx context.Context, st *State, fn string, log *slog.Logger) (any, error) {
+func Handler(ctx context.Context, st *State, fn string, log *slog.Logger, sink metrics.Sink) (any, error) {
 	switch fn {
 	case "backup":
-		b, err := BackupJob(ctx, st, log, metrics.NewEMF(os.Stdout))
+		b, err := BackupJob(ctx, st, log, sink)
 		if err != nil {
 			return nil, err
 		}
 		return func(ctx context.Context, raw json.RawMessage) (backup.Result, error) { return b.Handle(ctx, raw) }, nil
+	case "walprune":
+		p, err := WALPruneJob(ctx, st, log, sink)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, raw json.RawMessage) (walprune.Result, error) { return p.Handle(ctx, raw) }, nil
 	default:
 		return nil, fmt.Errorf("unknown function %q: use backup or walprune", fn)
 	}
@@ -41,6 +47,23 @@ func BackupJob(ctx context.Context, st *State, log *slog.Logger, sink metrics.Si
 		Members:   Finder{Site: st},
 		Hosts:     &Runner{Site: st},
 		Snapshots: &Snapshots{Site: st},
+		Lease:     provision.Lease(cfg, st.LeaseTable),
+		Metrics:   sink,
+		Log:       log,
+	}, nil
+}
+
+// WALPruneJob wires the WAL pruner to the site: snapshot sets from the local store, the archive
+// in moto's S3 (where pgBackRest pushes), the lease in moto's DynamoDB.
+func WALPruneJob(ctx context.Context, st *State, log *slog.Logger, sink metrics.Sink) (*walprune.Pruner, error) {
+	cfg, err := moto.Config(ctx, st.MotoURL)
+	if err != nil {
+		return nil, err
+	}
+	return &walprune.Pruner{
+		Configs:   config.DirSource{Dir: st.ConfigDir},
+		Snapshots: &Snapshots{Site: st},
+		Archive:   provision.Archive(cfg),
 		Lease:     provision.Lease(cfg, st.LeaseTable),
 		Metrics:   sink,
 		Log:       log,

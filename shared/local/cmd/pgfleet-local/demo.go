@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgfleet/pgfleet/shared/backup"
 	"github.com/pgfleet/pgfleet/shared/local/site"
+	"github.com/pgfleet/pgfleet/shared/metrics"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 )
 
@@ -42,7 +43,7 @@ func demo(ctx context.Context, log *slog.Logger, root string) (err error) {
 	fmt.Println("== pgbench load: 4 clients")
 	time.Sleep(2 * time.Second)
 
-	h, err := site.Handler(ctx, s.State, "backup", log)
+	h, err := site.Handler(ctx, s.State, "backup", log, &metrics.Recorder{})
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgfleet/pgfleet/shared/local/moto"
 	"github.com/pgfleet/pgfleet/shared/local/site"
+	"github.com/pgfleet/pgfleet/shared/metrics"
 )
 
 func main() {
@@ -76,7 +77,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 		if err != nil {
 			return err
 		}
-		h, err := site.Handler(ctx, st, *fn, log)
+		h, err := site.Handler(ctx, st, *fn, log, metrics.NewEMF(os.Stderr))
 		if err != nil {
 			return err
 		}

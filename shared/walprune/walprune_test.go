@@ -1,0 +1,792 @@
+package walprune_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/pgfleet/pgfleet/events"
+	"github.com/pgfleet/pgfleet/shared/config"
+	"github.com/pgfleet/pgfleet/shared/fleet"
+	"github.com/pgfleet/pgfleet/shared/fleet/fleetfake"
+	"github.com/pgfleet/pgfleet/shared/metrics"
+	"github.com/pgfleet/pgfleet/shared/snapset"
+	"github.com/pgfleet/pgfleet/shared/wal"
+	"github.com/pgfleet/pgfleet/shared/walprune"
+)
+
+const bucket = "wal-archive"
+
+// The unit archive: timeline 1 segments 0 to 12*256-1 (3072 segments in 12 directories) and the
+// extras of pgbrFixture; the oldest completed set's redo WAL file is segment 10*256+0x40, so a
+// prune deletes 2637 objects in three DeleteObjects batches.
+var (
+	unitEnd      = uint64(12 * segsPerLog)
+	unitBoundary = seg(1, 10*segsPerLog+0x40)
+)
+
+// harness is a Pruner over fakes, with one cluster "main" whose oldest completed set needs
+// unitBoundary.
+type harness struct {
+	fix     archiveFixture
+	arch    *memArchive
+	snaps   *fleetfake.SnapshotStore
+	configs *fleetfake.ConfigSource
+	lease   *fleetfake.Lease
+	metrics *metrics.Recorder
+	logs    *bytes.Buffer
+	clock   *clock
+	p       *walprune.Pruner
+}
+
+var t0 = time.Date(2026, 11, 21, 3, 0, 0, 0, time.UTC)
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{
+		fix:     pgbrFixture(unitEnd, unitBoundary),
+		snaps:   fleetfake.NewSnapshotStore(),
+		lease:   fleetfake.NewLease(),
+		metrics: &metrics.Recorder{},
+		logs:    &bytes.Buffer{},
+		clock:   &clock{t: time.Now()},
+	}
+	cfg := clusterConfig("main", pgbrArchive(bucket))
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h.configs = fleetfake.NewConfigSource(cfg)
+	h.arch = newMemArchive(bucket, h.fix.Keys)
+	// Sets, newest first: a pending one, a completed one, the oldest completed one (the
+	// boundary), a failed and an incomplete one older still.
+	h.snaps.Put(setSnapshots("main", "main-5", t0.Add(-1*time.Hour), snapset.StatusPending, seg(1, unitEnd-5).String(), snapset.StatePending, snapset.StatePending)...)
+	h.snaps.Put(setSnapshots("main", "main-4", t0.Add(-24*time.Hour), snapset.StatusCompleted, seg(1, unitEnd-20).String())...)
+	h.snaps.Put(setSnapshots("main", "main-3", t0.Add(-48*time.Hour), snapset.StatusCompleted, unitBoundary.String())...)
+	h.snaps.Put(setSnapshots("main", "main-2", t0.Add(-72*time.Hour), snapset.StatusFailed, seg(1, 5*segsPerLog).String())...)
+	h.snaps.Put(setSnapshots("main", "main-1", t0.Add(-96*time.Hour), snapset.StatusCompleted, seg(1, 2*segsPerLog).String(), snapset.StateCompleted, snapset.StateError)...)
+	// Another cluster's older set must not matter.
+	h.snaps.Put(setSnapshots("other", "other-1", t0.Add(-200*time.Hour), snapset.StatusCompleted, seg(1, 1).String())...)
+	h.p = &walprune.Pruner{
+		Configs:   h.configs,
+		Snapshots: h.snaps,
+		Archive:   h.arch,
+		Lease:     h.lease,
+		Metrics:   h.metrics,
+		Log:       slog.New(slog.NewJSONHandler(h.logs, nil)),
+		Now:       h.clock.Now,
+		Owner:     "run-test",
+	}
+	return h
+}
+
+func (h *harness) run(ctx context.Context, req events.WALPruneRequest) (walprune.Result, error) {
+	if req.Cluster == "" {
+		req.Cluster = "main"
+	}
+	return h.p.Run(ctx, req)
+}
+
+// setArchive replaces cluster main's archive configuration.
+func (h *harness) setArchive(edit func(a *config.Archive)) {
+	c := clusterConfig("main", pgbrArchive(bucket))
+	edit(c.Archive)
+	h.configs.Put(c)
+}
+
+// assertNothingDeleted checks that no delete call was made and every key is still there.
+func (h *harness) assertNothingDeleted(t *testing.T) {
+	t.Helper()
+	if n := h.arch.deleteCallCount(); n != 0 {
+		t.Fatalf("%d delete calls, want none", n)
+	}
+	if got := h.arch.keys(bucket); !slices.Equal(got, h.fix.Keys) {
+		t.Fatalf("%d keys left, want all %d", len(got), len(h.fix.Keys))
+	}
+}
+
+// assertDeleted checks that exactly want (sorted) was deleted, each key once, and nothing else.
+func (h *harness) assertDeleted(t *testing.T, want []string) {
+	t.Helper()
+	sent := h.arch.deleted()
+	sorted := slices.Clone(sent)
+	slices.Sort(sorted)
+	if len(slices.Compact(slices.Clone(sorted))) != len(sorted) {
+		t.Fatalf("a key was sent twice")
+	}
+	if !slices.Equal(sorted, want) {
+		t.Fatalf("deleted %d keys, want %d (first got %q, first want %q)", len(sorted), len(want), first(sorted), first(want))
+	}
+	for _, k := range sent {
+		if !strings.HasPrefix(k, h.fix.Root) {
+			t.Fatalf("key %q outside %q sent", k, h.fix.Root)
+		}
+	}
+	left := h.arch.keys(bucket)
+	wantLeft := slices.DeleteFunc(slices.Clone(h.fix.Keys), func(k string) bool { _, found := slices.BinarySearch(want, k); return found })
+	if !slices.Equal(left, wantLeft) {
+		t.Fatalf("%d keys left, want %d", len(left), len(wantLeft))
+	}
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func TestRunDeletesBeforeTheOldestCompletedSet(t *testing.T) {
+	h := newHarness(t)
+	res, err := h.run(context.Background(), events.WALPruneRequest{})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	h.assertDeleted(t, h.fix.Delete)
+	want := walprune.Result{
+		Cluster: "main", Status: walprune.StatusCompleted, Layout: "pgbackrest", Bucket: bucket,
+		Prefix: "pgbackrest/archive/main/", Boundary: unitBoundary.String(), BoundarySource: "set",
+		BoundarySetID: "main-3", SetRedoWALFile: unitBoundary.String(), MaxDeletes: config.DefaultMaxDeletesPerRun,
+		Planned: len(h.fix.Delete), Deleted: len(h.fix.Delete), Protected: h.fix.Protected,
+		Unrecognized: h.fix.Unrecognized, Complete: true,
+	}
+	if res.Cluster != want.Cluster || res.Status != want.Status || res.Layout != want.Layout || res.Bucket != want.Bucket ||
+		res.Prefix != want.Prefix || res.Boundary != want.Boundary || res.BoundarySource != want.BoundarySource ||
+		res.BoundarySetID != want.BoundarySetID || res.SetRedoWALFile != want.SetRedoWALFile || res.MaxDeletes != want.MaxDeletes ||
+		res.Planned != want.Planned || res.Deleted != want.Deleted || res.Protected != want.Protected ||
+		res.Unrecognized != want.Unrecognized || res.Complete != want.Complete || res.StoppedBy != "" || res.Versioned {
+		t.Fatalf("result\n got %+v\nwant %+v", res, want)
+	}
+	var bytes int64
+	for _, k := range h.fix.Delete {
+		bytes += int64(len(k))
+	}
+	if res.DeletedBytes != bytes || res.PlannedBytes != bytes {
+		t.Errorf("deleted bytes %d, planned bytes %d, want %d", res.DeletedBytes, res.PlannedBytes, bytes)
+	}
+	if res.DeleteRequests != 3 || res.ListRequests != len(h.arch.lists) || res.Requests != res.ListRequests+3 {
+		t.Errorf("requests: list %d (fake saw %d), delete %d, total %d", res.ListRequests, len(h.arch.lists), res.DeleteRequests, res.Requests)
+	}
+	// Kept: the listing stops in each directory at the first segment at or past the boundary,
+	// and backup history files before it are kept.
+	if res.Kept < 2 {
+		t.Errorf("kept %d, want at least the boundary segment and the backup marker", res.Kept)
+	}
+	if res.PlannedKeys != nil {
+		t.Errorf("planned keys listed outside a dry run")
+	}
+	if calls := h.lease.Calls(); len(calls) != 2 || calls[0].Key != "walprune/main" || calls[0].Owner != "run-test" || calls[1].Op != fleetfake.OpRelease {
+		t.Errorf("lease calls %+v", calls)
+	}
+	for name, v := range map[string]float64{
+		"WALDeletedObjects": float64(len(h.fix.Delete)), "WALDeletedBytes": float64(bytes), "WALPruneComplete": 1,
+		"WALPruneSuccess": 1, "WALUnrecognized": float64(h.fix.Unrecognized), "WALPruneRequests": float64(res.Requests),
+		"WALProtectedObjects": float64(h.fix.Protected), "WALDeleteErrors": 0,
+	} {
+		if got, ok := h.metrics.Get(name); !ok || got != v {
+			t.Errorf("metric %s = %v (recorded %v), want %v", name, got, ok, v)
+		}
+	}
+	// No listing went past the boundary's directory.
+	for _, l := range h.arch.lists {
+		if dir, ok := strings.CutPrefix(l.Prefix, h.fix.Root+"15-1/"); ok && len(dir) == 17 && dir[8:16] > unitBoundary.String()[8:16] {
+			t.Errorf("listed %q, past the boundary's directory", l.Prefix)
+		}
+	}
+}
+
+func TestBoundary(t *testing.T) {
+	redo := unitBoundary // the oldest completed set's redo WAL file
+	tests := []struct {
+		name       string
+		margin     int
+		keepFrom   string
+		want       wal.Segment
+		wantSource string
+		warns      bool
+	}{
+		{name: "the oldest completed set", want: redo, wantSource: "set"},
+		{name: "margin", margin: 3, want: seg(1, segNo(redo)-3), wantSource: "set"},
+		{name: "margin across a log boundary", margin: 0x41, want: seg(1, segNo(redo)-0x41), wantSource: "set"},
+		{name: "margin past the start of WAL", margin: 1 << 20, want: seg(1, 0), wantSource: "set"},
+		{name: "keepFrom earlier wins", keepFrom: seg(1, 3*segsPerLog).String(), want: seg(1, 3*segsPerLog), wantSource: "keepFrom"},
+		{name: "keepFrom on another timeline compares without it", keepFrom: seg(7, 4*segsPerLog).String(), want: seg(7, 4*segsPerLog), wantSource: "keepFrom"},
+		{name: "keepFrom later is ignored", keepFrom: seg(1, segNo(redo)+100).String(), want: redo, wantSource: "set", warns: true},
+		{name: "keepFrom equal is ignored", keepFrom: redo.String(), want: redo, wantSource: "set", warns: true},
+		{name: "keepFrom earlier than margin wins", margin: 10, keepFrom: seg(1, segNo(redo)-11).String(), want: seg(1, segNo(redo)-11), wantSource: "keepFrom"},
+		{name: "margin earlier than keepFrom wins", margin: 10, keepFrom: seg(1, segNo(redo)-9).String(), want: seg(1, segNo(redo)-10), wantSource: "set", warns: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.setArchive(func(a *config.Archive) { a.MarginSegments = tc.margin })
+			res, err := h.run(context.Background(), events.WALPruneRequest{KeepFrom: tc.keepFrom})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Boundary != tc.want.String() || res.BoundarySource != tc.wantSource || res.BoundarySetID != "main-3" {
+				t.Fatalf("boundary %s from %s (set %s), want %s from %s", res.Boundary, res.BoundarySource, res.BoundarySetID, tc.want, tc.wantSource)
+			}
+			if warned := slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "keepFrom") }); warned != tc.warns {
+				t.Errorf("keepFrom warning %v, want %v: %q", warned, tc.warns, res.Warnings)
+			}
+			h.assertDeleted(t, h.fix.DeleteFor(tc.want))
+			if !res.Complete || res.Deleted != len(h.fix.DeleteFor(tc.want)) {
+				t.Errorf("complete %v, deleted %d", res.Complete, res.Deleted)
+			}
+		})
+	}
+}
+
+func TestOldestCompletedSetChoice(t *testing.T) {
+	tests := []struct {
+		name    string
+		sets    [][]snapset.Snapshot
+		wantSet string
+		want    wal.Segment
+	}{
+		{
+			name: "pending, failed and incomplete sets are ignored",
+			sets: [][]snapset.Snapshot{
+				setSnapshots("main", "a-new", t0, snapset.StatusCompleted, seg(1, 11*segsPerLog).String()),
+				setSnapshots("main", "a-old", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 9*segsPerLog).String()),
+				setSnapshots("main", "b-pending", t0.Add(-2*time.Hour), snapset.StatusPending, seg(1, 1*segsPerLog).String()),
+				setSnapshots("main", "c-failed", t0.Add(-3*time.Hour), snapset.StatusFailed, seg(1, 1*segsPerLog).String()),
+				setSnapshots("main", "d-error", t0.Add(-4*time.Hour), snapset.StatusCompleted, seg(1, 1*segsPerLog).String(), snapset.StateCompleted, snapset.StateError),
+				setSnapshots("main", "e-missing-volume", t0.Add(-5*time.Hour), snapset.StatusCompleted, seg(1, 1*segsPerLog).String())[:1],
+			},
+			wantSet: "a-old", want: seg(1, 9*segsPerLog),
+		},
+		{
+			name: "a single completed set",
+			sets: [][]snapset.Snapshot{
+				setSnapshots("main", "only", t0, snapset.StatusCompleted, seg(1, 4*segsPerLog+0x10).String()+".00000028.backup"),
+			},
+			wantSet: "only", want: seg(1, 4*segsPerLog+0x10),
+		},
+		{
+			name: "the oldest by creation time, not by boundary",
+			sets: [][]snapset.Snapshot{
+				setSnapshots("main", "newer-but-lower", t0, snapset.StatusCompleted, seg(1, 2*segsPerLog).String()),
+				setSnapshots("main", "older", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 6*segsPerLog).String()),
+			},
+			wantSet: "older", want: seg(1, 6*segsPerLog),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.snaps = fleetfake.NewSnapshotStore()
+			for _, s := range tc.sets {
+				h.snaps.Put(s...)
+			}
+			h.p.Snapshots = h.snaps
+			res, err := h.run(context.Background(), events.WALPruneRequest{})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.BoundarySetID != tc.wantSet || res.Boundary != tc.want.String() {
+				t.Fatalf("boundary %s from set %s, want %s from %s", res.Boundary, res.BoundarySetID, tc.want, tc.wantSet)
+			}
+			h.assertDeleted(t, h.fix.DeleteFor(tc.want))
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	onlySets := func(sets ...[]snapset.Snapshot) func(h *harness) {
+		return func(h *harness) {
+			h.snaps = fleetfake.NewSnapshotStore()
+			for _, s := range sets {
+				h.snaps.Put(s...)
+			}
+			h.p.Snapshots = h.snaps
+		}
+	}
+	// withTag leaves one completed set whose snapshots carry redo as their redo WAL file tag
+	// ("" removes the tag); other, when set, goes on the second snapshot instead.
+	withTag := func(redo, other string) func(h *harness) {
+		return func(h *harness) {
+			snaps := setSnapshots("main", "x", t0, snapset.StatusCompleted, unitBoundary.String())
+			for i := range snaps {
+				snaps[i].Tags[snapset.TagRedoWALFile] = redo
+				if redo == "" {
+					delete(snaps[i].Tags, snapset.TagRedoWALFile)
+				}
+			}
+			if other != "" {
+				snaps[1].Tags[snapset.TagRedoWALFile] = other
+			}
+			onlySets(snaps)(h)
+		}
+	}
+	tests := []struct {
+		name    string
+		setup   func(h *harness)
+		req     events.WALPruneRequest
+		wantErr error
+		// noLease: refused before the lease is taken.
+		noLease bool
+	}{
+		{name: "no snapshot set at all", setup: onlySets(), wantErr: walprune.ErrNoCompletedSet},
+		{name: "no completed set", setup: onlySets(
+			setSnapshots("main", "p", t0, snapset.StatusPending, unitBoundary.String()),
+			setSnapshots("main", "f", t0.Add(-time.Hour), snapset.StatusFailed, unitBoundary.String()),
+			setSnapshots("main", "e", t0.Add(-2*time.Hour), snapset.StatusCompleted, unitBoundary.String(), snapset.StateCompleted, snapset.StatePending),
+		), wantErr: walprune.ErrNoCompletedSet},
+		{name: "only another cluster's set", setup: onlySets(setSnapshots("other", "o", t0, snapset.StatusCompleted, unitBoundary.String())), wantErr: walprune.ErrNoCompletedSet},
+		{name: "boundary tag missing", setup: withTag("", ""), wantErr: walprune.ErrBoundaryTag},
+		{name: "boundary tag malformed", setup: withTag("00000001000000A00000004G", ""), wantErr: walprune.ErrBoundaryTag},
+		{name: "boundary tag lower case", setup: withTag(strings.ToLower(seg(1, 0xAB).String()), ""), wantErr: walprune.ErrBoundaryTag},
+		{name: "boundary tag a history file", setup: withTag("00000002.history", ""), wantErr: walprune.ErrBoundaryTag},
+		{name: "boundary tag out of range for the segment size", setup: withTag("0000000100000002000001FF", ""), wantErr: walprune.ErrBoundaryTag},
+		{name: "snapshots of the set disagree", setup: withTag(unitBoundary.String(), seg(1, 3).String()), wantErr: walprune.ErrBoundaryTag},
+		{name: "unreadable snapshot of the cluster", setup: func(h *harness) {
+			bad := setSnapshots("main", "bad", t0, snapset.StatusCompleted, seg(1, 1).String())[0]
+			bad.Tags[snapset.TagStatus] = "done"
+			h.snaps.Put(bad)
+		}, wantErr: walprune.ErrUnreadableSet},
+		{name: "boundary ahead of the newest archived segment", setup: onlySets(
+			setSnapshots("main", "ahead", t0, snapset.StatusCompleted, seg(1, unitEnd+segsPerLog).String()),
+		), wantErr: wal.ErrBoundaryAhead},
+		{name: "no archive section", setup: func(h *harness) { h.configs.Put(clusterConfig("main", nil)) }, wantErr: walprune.ErrNoArchive, noLease: true},
+		{name: "archive layout options that do not apply", setup: func(h *harness) {
+			h.setArchive(func(a *config.Archive) { a.Extension = ".gz" })
+		}, wantErr: errAny, noLease: true},
+		{name: "bucket does not exist", setup: func(h *harness) {
+			h.setArchive(func(a *config.Archive) { a.Bucket = "no-such-bucket" })
+		}, wantErr: walprune.ErrNoSuchBucket},
+		{name: "credentials cannot list", setup: func(h *harness) {
+			h.arch.listErr = errors.Join(walprune.ErrAccessDenied, errors.New("api error AccessDenied"))
+		}, wantErr: walprune.ErrAccessDenied},
+		{name: "bucket check denied", setup: func(h *harness) { h.arch.checkErr = walprune.ErrAccessDenied }, wantErr: walprune.ErrAccessDenied},
+		{name: "snapshots cannot be listed", setup: func(h *harness) {
+			h.snaps.FailAlways(fleetfake.OpListSnapshots, errors.New("UnauthorizedOperation"))
+		}, wantErr: errAny},
+		{name: "unknown cluster", req: events.WALPruneRequest{Cluster: "nosuch"}, wantErr: config.ErrUnknownCluster, noLease: true},
+		{name: "invalid cluster name", req: events.WALPruneRequest{Cluster: "Main!"}, wantErr: walprune.ErrBadRequest, noLease: true},
+		{name: "keepFrom not a WAL name", req: events.WALPruneRequest{KeepFrom: "000000010000000A"}, wantErr: walprune.ErrBadRequest, noLease: true},
+		{name: "keepFrom a partial name", req: events.WALPruneRequest{KeepFrom: seg(1, 5).String() + ".partial"}, wantErr: walprune.ErrBadRequest, noLease: true},
+		{name: "keepFrom lower case", req: events.WALPruneRequest{KeepFrom: strings.ToLower(seg(1, 0xAB).String())}, wantErr: walprune.ErrBadRequest, noLease: true},
+		{name: "keepFrom out of range for the segment size", req: events.WALPruneRequest{KeepFrom: "000000010000000100000100"}, wantErr: walprune.ErrBadRequest},
+		{name: "negative maxDeletes", req: events.WALPruneRequest{MaxDeletes: -1}, wantErr: walprune.ErrBadRequest, noLease: true},
+		{name: "lease held by another run", setup: func(h *harness) {
+			h.lease.Hold("walprune/main", "other-run", time.Now().Add(time.Hour))
+		}, wantErr: fleet.ErrLeaseHeld},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			res, err := h.run(context.Background(), tc.req)
+			if err == nil {
+				t.Fatalf("Run succeeded: %s", summary(res))
+			}
+			if tc.wantErr != errAny && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("error %v, want %v", err, tc.wantErr)
+			}
+			if res.Status != walprune.StatusFailed || res.Reason != err.Error() || res.Complete || res.Deleted != 0 {
+				t.Fatalf("result %s", summary(res))
+			}
+			h.assertNothingDeleted(t)
+			calls := h.lease.Calls()
+			if tc.noLease && len(calls) != 0 {
+				t.Errorf("lease calls %+v, want none", calls)
+			}
+			if hd, held := h.lease.Holder("walprune/main"); held && hd.Owner == "run-test" {
+				t.Errorf("lease left held by this run")
+			}
+			if !strings.Contains(h.logs.String(), `"msg":"wal prune failed"`) {
+				t.Errorf("no failure logged: %s", h.logs)
+			}
+		})
+	}
+}
+
+// errAny matches any error in TestRefusals.
+var errAny = errors.New("any error")
+
+func TestDryRunDeletesNothing(t *testing.T) {
+	h := newHarness(t)
+	res, err := h.run(context.Background(), events.WALPruneRequest{DryRun: true})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	h.assertNothingDeleted(t)
+	if res.Status != walprune.StatusPlanned || !res.DryRun || res.Complete || res.Deleted != 0 || res.Planned != len(h.fix.Delete) {
+		t.Fatalf("result %s", summary(res))
+	}
+	planned := make([]string, 0, len(res.Plan.Delete))
+	for _, o := range res.Plan.Delete {
+		planned = append(planned, o.Key)
+	}
+	slices.Sort(planned)
+	if !slices.Equal(planned, h.fix.Delete) {
+		t.Fatalf("plan holds %d keys, want %d", len(planned), len(h.fix.Delete))
+	}
+	if len(res.PlannedKeys) != walprune.MaxResultKeys || res.PlannedKeysOmitted != len(h.fix.Delete)-walprune.MaxResultKeys {
+		t.Fatalf("planned keys %d listed, %d omitted", len(res.PlannedKeys), res.PlannedKeysOmitted)
+	}
+	if res.PlannedKeys[0] != res.Plan.Delete[0].Key {
+		t.Errorf("planned keys do not start with the oldest")
+	}
+	if v, _ := h.metrics.Get("WALDeletedObjects"); v != 0 {
+		t.Errorf("WALDeletedObjects %v", v)
+	}
+}
+
+func TestMaxDeletes(t *testing.T) {
+	tests := []struct {
+		name       string
+		configured int
+		event      int
+		want       int
+		warns      bool
+	}{
+		{name: "configured cap", configured: 1500, want: 1500},
+		{name: "event lowers the cap", configured: 1500, event: 700, want: 700},
+		{name: "event cannot raise the cap", configured: 1500, event: 100000, want: 1500, warns: true},
+		{name: "event lowers the default cap", event: 2001, want: 2001},
+		{name: "cap of exactly one batch", configured: 1000, want: 1000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.setArchive(func(a *config.Archive) { a.MaxDeletesPerRun = tc.configured })
+			res, err := h.run(context.Background(), events.WALPruneRequest{MaxDeletes: tc.event})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			// Exactly the oldest N: the plan is oldest first.
+			oldest := oldestKeys(h.fix, tc.want)
+			h.assertDeleted(t, oldest)
+			if res.Complete || res.Status != walprune.StatusPartial || res.StoppedBy != walprune.StopMaxDeletes ||
+				res.Deleted != tc.want || res.Deferred != len(h.fix.Delete)-tc.want || res.MaxDeletes != tc.want {
+				t.Fatalf("result %s", summary(res))
+			}
+			if n := h.arch.deleteCallCount(); n != (tc.want+999)/1000 {
+				t.Errorf("%d delete calls for %d keys", n, tc.want)
+			}
+			if warned := slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "maxDeletes") }); warned != tc.warns {
+				t.Errorf("warnings %q", res.Warnings)
+			}
+			if v, _ := h.metrics.Get("WALPruneComplete"); v != 0 {
+				t.Errorf("WALPruneComplete %v", v)
+			}
+			// The next runs continue from there.
+			for run := 2; ; run++ {
+				res, err := h.run(context.Background(), events.WALPruneRequest{})
+				if err != nil || run > 10 {
+					t.Fatalf("run %d: %s, %v", run, summary(res), err)
+				}
+				if res.Complete {
+					break
+				}
+			}
+			h.assertDeleted(t, h.fix.Delete)
+		})
+	}
+}
+
+// oldestKeys returns, sorted, the n keys of f.Delete that are oldest by position, timeline, key.
+func oldestKeys(f archiveFixture, n int) []string {
+	keys := slices.Clone(f.Delete)
+	slices.SortFunc(keys, func(a, b string) int {
+		sa, sb := f.Segs[a], f.Segs[b]
+		if c := sa.Compare(sb); c != 0 {
+			return c
+		}
+		if sa.Timeline != sb.Timeline {
+			if sa.Timeline < sb.Timeline {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	keys = keys[:n]
+	slices.Sort(keys)
+	return keys
+}
+
+func TestDeadlineStopsBetweenBatches(t *testing.T) {
+	h := newHarness(t)
+	h.p.SafetyMargin = 8*time.Minute + 30*time.Second
+	// Each batch takes a minute of the fake clock; the run has ten minutes: batches start at
+	// 0 and 1 minute, and at 2 minutes less than the margin is left.
+	h.arch.onBatch = func(int) { h.clock.Advance(time.Minute) }
+	ctx, cancel := context.WithDeadline(context.Background(), h.clock.Now().Add(10*time.Minute))
+	defer cancel()
+	res, err := h.p.Run(ctx, events.WALPruneRequest{Cluster: "main"})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if res.Complete || res.StoppedBy != walprune.StopDeadline || res.Status != walprune.StatusPartial {
+		t.Fatalf("result %s", summary(res))
+	}
+	if n := h.arch.deleteCallCount(); n != 2 {
+		t.Fatalf("%d batches before the deadline stop, want 2", n)
+	}
+	if res.Deleted+res.NotSent != len(h.fix.Delete) || res.NotSent == 0 {
+		t.Fatalf("deleted %d, not sent %d, planned %d", res.Deleted, res.NotSent, len(h.fix.Delete))
+	}
+	firstRun := h.arch.deleted()
+
+	// A second run without the deadline finishes the job.
+	h.arch.onBatch = nil
+	res2, err := h.run(context.Background(), events.WALPruneRequest{})
+	if err != nil || !res2.Complete || res2.Deleted != res.NotSent {
+		t.Fatalf("second run: %+v, %v", res2, err)
+	}
+	h.assertDeleted(t, h.fix.Delete)
+	if secondRun := h.arch.deleted()[len(firstRun):]; slices.ContainsFunc(secondRun, func(k string) bool { return slices.Contains(firstRun, k) }) {
+		t.Fatalf("the second run deleted a key the first had deleted")
+	}
+}
+
+func TestDeadlineTooCloseToList(t *testing.T) {
+	h := newHarness(t)
+	h.p.SafetyMargin = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	_, err := h.run(ctx, events.WALPruneRequest{})
+	if err == nil || !strings.Contains(err.Error(), "safety margin") {
+		t.Fatalf("err %v, want a refusal naming the safety margin", err)
+	}
+	h.assertNothingDeleted(t)
+}
+
+func TestDeleteErrorsAreReported(t *testing.T) {
+	t.Run("per-key errors", func(t *testing.T) {
+		h := newHarness(t)
+		bad := []string{h.fix.Delete[5], h.fix.Delete[1500], h.fix.Delete[len(h.fix.Delete)-1]}
+		h.arch.keyErrs = map[string]string{bad[0]: "AccessDenied", bad[1]: "InternalError", bad[2]: "AccessDenied"}
+		res, err := h.run(context.Background(), events.WALPruneRequest{})
+		if !errors.Is(err, walprune.ErrIncompleteDelete) {
+			t.Fatalf("err %v, want ErrIncompleteDelete", err)
+		}
+		if res.DeleteErrors != 3 || len(res.Errors) != 3 || res.Deleted != len(h.fix.Delete)-3 || res.Complete || res.Status != walprune.StatusFailed {
+			t.Fatalf("result %s", summary(res))
+		}
+		for _, ke := range res.Errors {
+			if !slices.Contains(bad, ke.Key) || ke.Code == "" {
+				t.Errorf("error entry %+v", ke)
+			}
+		}
+		left := h.arch.keys(bucket)
+		for _, k := range bad {
+			if _, found := slices.BinarySearch(left, k); !found {
+				t.Errorf("%s was deleted", k)
+			}
+		}
+		if v, _ := h.metrics.Get("WALDeleteErrors"); v != 3 {
+			t.Errorf("WALDeleteErrors %v", v)
+		}
+		if v, _ := h.metrics.Get("WALPruneSuccess"); v != 0 {
+			t.Errorf("WALPruneSuccess %v", v)
+		}
+	})
+	t.Run("a batch failing as a whole stops the run", func(t *testing.T) {
+		h := newHarness(t)
+		h.arch.failBatch = 2
+		res, err := h.run(context.Background(), events.WALPruneRequest{})
+		if !errors.Is(err, walprune.ErrIncompleteDelete) || !errors.Is(err, walprune.ErrAccessDenied) {
+			t.Fatalf("err %v", err)
+		}
+		if res.Deleted != 1000 || res.DeleteErrors != 1000 || res.NotSent != len(h.fix.Delete)-2000 || res.StoppedBy != walprune.StopError {
+			t.Fatalf("result %s", summary(res))
+		}
+		if n := h.arch.deleteCallCount(); n != 2 {
+			t.Fatalf("%d delete calls, want 2", n)
+		}
+	})
+}
+
+func TestKeysOutsideThePrefixAreNeverSent(t *testing.T) {
+	h := newHarness(t)
+	// A lister that answers with keys outside what was asked (a misbehaving store) must not
+	// get them deleted.
+	stray := []string{
+		"pgbackrest/archive/other/15-1/0000000100000000/000000010000000000000001-" + sha("000000010000000000000001") + ".gz",
+		"000000010000000000000002",
+		"pgbackrest/archive/main-old/15-1/0000000100000000/000000010000000000000003-" + sha("000000010000000000000003") + ".gz",
+	}
+	h.p.Archive = &strayArchive{memArchive: h.arch, stray: stray}
+	res, err := h.run(context.Background(), events.WALPruneRequest{})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, k := range h.arch.deleted() {
+		if !strings.HasPrefix(k, "pgbackrest/archive/main/") {
+			t.Fatalf("sent %q", k)
+		}
+	}
+	if res.Outside != len(stray) {
+		t.Errorf("outside %d, want %d", res.Outside, len(stray))
+	}
+	h.assertDeleted(t, h.fix.Delete)
+}
+
+// strayArchive adds keys outside the requested prefix to the first page of every listing.
+type strayArchive struct {
+	*memArchive
+	stray []string
+}
+
+func (s *strayArchive) Lister(bucket string) wal.Lister {
+	return strayLister{next: s.memArchive.Lister(bucket), stray: s.stray}
+}
+
+type strayLister struct {
+	next  wal.Lister
+	stray []string
+}
+
+func (l strayLister) ListPage(ctx context.Context, req wal.ListRequest, token string) (wal.Page, error) {
+	p, err := l.next.ListPage(ctx, req, token)
+	if err == nil && token == "" && req.Delimiter == "/" && strings.Count(req.Prefix, "/") == 3 {
+		for _, k := range l.stray {
+			p.Objects = append(p.Objects, wal.ObjectInfo{Key: k, Size: 1})
+		}
+	}
+	return p, err
+}
+
+func TestVersionedBucket(t *testing.T) {
+	h := newHarness(t)
+	h.arch.versioning = "Enabled"
+	res, err := h.run(context.Background(), events.WALPruneRequest{})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !res.Versioned || res.Versioning != "Enabled" || !res.Complete {
+		t.Fatalf("result %s", summary(res))
+	}
+	if !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "delete markers") && strings.Contains(w, "lifecycle") }) {
+		t.Errorf("no versioning warning: %q", res.Warnings)
+	}
+	h.assertDeleted(t, h.fix.Delete)
+}
+
+func TestLayouts(t *testing.T) {
+	tests := []struct {
+		archive config.Archive
+		key     string
+		wantErr bool
+	}{
+		{archive: config.Archive{Layout: "pgbackrest", Prefix: "/repo", Stanza: "main"}, key: "repo/archive/main/15-1/0000000100000000/000000010000000000000001-" + sha("a") + ".gz"},
+		{archive: config.Archive{Layout: "pgbackrest", Stanza: "main"}, key: "archive/main/15-1/0000000100000000/000000010000000000000001-" + sha("a") + ".gz"},
+		{archive: config.Archive{Layout: "walg", Prefix: "wal/main"}, key: "wal/main/wal_005/000000010000000000000001.lz4"},
+		{archive: config.Archive{Layout: "plain", Prefix: "confluence/local-db-wal-", Extension: ".bz2"}, key: "confluence/local-db-wal-000000010000000000000001.bz2"},
+		{archive: config.Archive{Layout: "plain", Prefix: "wal/"}, key: "wal/000000010000000000000001"},
+		{archive: config.Archive{Layout: "pgbackrest", Stanza: "main", Extension: ".gz"}, wantErr: true},
+		{archive: config.Archive{Layout: "walg", Stanza: "main"}, wantErr: true},
+		{archive: config.Archive{Layout: "pgbackrest"}, wantErr: true},
+		{archive: config.Archive{Layout: "wal-e"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.archive.Layout+tc.archive.Prefix+tc.archive.Extension, func(t *testing.T) {
+			l, err := walprune.NewLayout(tc.archive)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("layout %+v accepted", tc.archive)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, ok := l.Parse(tc.key)
+			if !ok || f.Kind != wal.KindSegment {
+				t.Fatalf("%s parses as %+v, %v", tc.key, f, ok)
+			}
+		})
+	}
+}
+
+func TestHandle(t *testing.T) {
+	tests := []struct {
+		name      string
+		raw       string
+		wantErr   error
+		wantOwner string
+		dryRun    bool
+	}{
+		{name: "constant input", raw: `{"cluster":"main"}`, wantOwner: "req-1"},
+		{name: "dry run", raw: `{"cluster":"main","dryRun":true}`, wantOwner: "req-1", dryRun: true},
+		{name: "scheduled event envelope", raw: `{"version":"0","detail-type":"Scheduled Event","source":"aws.events","detail":{"cluster":"main","keepFrom":"000000010000000500000000"}}`, wantOwner: "req-1"},
+		{name: "malformed", raw: `{"cluster":`, wantErr: walprune.ErrBadRequest},
+		{name: "unknown field", raw: `{"cluster":"main","dry_run":true}`, wantErr: events.ErrMalformed},
+		{name: "empty envelope detail", raw: `{"detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, wantErr: walprune.ErrBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{AwsRequestID: "req-1"})
+			res, err := h.p.Handle(ctx, json.RawMessage(tc.raw))
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || res.Status != walprune.StatusFailed {
+					t.Fatalf("err %v, result %s", err, summary(res))
+				}
+				h.assertNothingDeleted(t)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			if calls := h.lease.Calls(); len(calls) == 0 || calls[0].Owner != tc.wantOwner {
+				t.Errorf("lease calls %+v, want owner %s", calls, tc.wantOwner)
+			}
+			if res.DryRun != tc.dryRun {
+				t.Errorf("dry run %v", res.DryRun)
+			}
+		})
+	}
+}
+
+func TestResultJSON(t *testing.T) {
+	h := newHarness(t)
+	res, err := h.run(context.Background(), events.WALPruneRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"cluster", "status", "boundary", "boundarySource", "boundarySetId", "setRedoWalFile", "deleted", "deletedBytes",
+		"kept", "protected", "unrecognized", "listRequests", "deleteRequests", "requests", "complete", "versioned", "maxDeletes", "durationMs"} {
+		if _, ok := m[f]; !ok {
+			t.Errorf("result JSON has no %q: %s", f, raw)
+		}
+	}
+	if _, ok := m["Plan"]; ok {
+		t.Errorf("the plan is in the JSON")
+	}
+	if len(raw) > 4096 {
+		t.Errorf("result JSON is %d bytes", len(raw))
+	}
+}
+
+// summary is the result as JSON, without the plan.
+func summary(res walprune.Result) string {
+	res.PlannedKeys = nil
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return err.Error()
+	}
+	return string(raw)
+}
