@@ -40,9 +40,7 @@ func TestBootstrapAgainstRuntimeAPI(t *testing.T) {
 
 	bin := lambdart.Build(t, ".")
 	rt := lambdart.New()
-	out := rt.Start(t, bin,
-		"AWS_ENDPOINT_URL="+srv.URL, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1",
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_MAX_ATTEMPTS=1", "PGFLEET_LEASE_TABLE=pgfleet-leases")
+	out := rt.Start(t, bin, append(lambdart.MotoEnv(srv.URL), "PGFLEET_LEASE_TABLE=pgfleet-leases")...)
 
 	tests := []struct {
 		name, event, want string

@@ -146,3 +146,9 @@ func (o *Output) String() string {
 	defer o.mu.Unlock()
 	return o.buf.String()
 }
+
+// MotoEnv is the environment a function needs to talk to moto_server at url instead of AWS.
+func MotoEnv(url string) []string {
+	return []string{"AWS_ENDPOINT_URL=" + url, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_MAX_ATTEMPTS=1"}
+}

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgfleet/pgfleet/shared/local/netx"
 	"github.com/pgfleet/pgfleet/shared/testutil"
 )
 
@@ -112,7 +112,7 @@ func StartWith(ctx context.Context, o Options) (*Server, error) {
 var errExited = errors.New("moto_server exited")
 
 func start(ctx context.Context, bin string, o Options) (*Server, error) {
-	port, err := FreePort()
+	port, err := netx.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -234,16 +234,6 @@ func (s *Server) Reset() error {
 		return fmt.Errorf("reset moto_server: HTTP %s", resp.Status)
 	}
 	return nil
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that nothing listened on a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Require skips (or, in CI, fails) the test when moto_server is not installed.

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/pgfleet/pgfleet/shared/local/moto"
+	"github.com/pgfleet/pgfleet/shared/local/netx"
 )
 
 func insecureClient() *awshttp.BuildableClient {
@@ -106,7 +107,7 @@ func TestTLSProxyIsTLS(t *testing.T) {
 func TestServeTLSProxy(t *testing.T) {
 	t.Parallel()
 	srv := moto.StartForTest(t)
-	port, err := moto.FreePort()
+	port, err := netx.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pgfleet/pgfleet/shared/local/netx"
 )
 
 // DefaultBin is where Debian puts the PostgreSQL 15 server binaries.
@@ -70,7 +71,7 @@ func InitDB(ctx context.Context, o Options) (*Instance, error) {
 		inst.Bin = DefaultBin
 	}
 	if inst.Port == 0 {
-		p, err := FreePort()
+		p, err := netx.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -399,16 +400,6 @@ func parsePgbench(out string, ran time.Duration) PgbenchStats {
 	}
 	st.Transactions = int64(sum + 0.5)
 	return st
-}
-
-// FreePort returns a TCP port free on 127.0.0.1 right now.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // PostgresIDs returns the uid and gid of the postgres OS user.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgfleet/pgfleet/shared/local/netx"
 	"github.com/pgfleet/pgfleet/shared/local/pgtest"
 	"github.com/pgfleet/pgfleet/shared/testutil"
 )
@@ -179,7 +180,7 @@ func TestCopyOpenFixPermissionsStart(t *testing.T) {
 	if err := pgtest.FixPermissions(copyDir); err != nil {
 		t.Fatal(err)
 	}
-	if opened.Port, err = pgtest.FreePort(); err != nil {
+	if opened.Port, err = netx.FreePort(); err != nil {
 		t.Fatal(err)
 	}
 	if err := opened.Start(ctx); err != nil {

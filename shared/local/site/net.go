@@ -8,15 +8,6 @@ import (
 	"time"
 )
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func waitTCP(ctx context.Context, port int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	wait := 20 * time.Millisecond

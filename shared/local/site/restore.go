@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/pgfleet/pgfleet/shared/local/loopfs"
+	"github.com/pgfleet/pgfleet/shared/local/netx"
 	"github.com/pgfleet/pgfleet/shared/local/pgtest"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 )
@@ -114,7 +115,7 @@ func (s *Site) Restore(ctx context.Context, setID, name string, o RestoreOptions
 	if err != nil {
 		return h, nil, err
 	}
-	port, err := freePort()
+	port, err := netx.FreePort()
 	if err != nil {
 		return h, nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pgfleet/pgfleet/shared/config"
 	"github.com/pgfleet/pgfleet/shared/local/loopfs"
 	"github.com/pgfleet/pgfleet/shared/local/moto"
+	"github.com/pgfleet/pgfleet/shared/local/netx"
 	"github.com/pgfleet/pgfleet/shared/local/pgtest"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 )
@@ -153,7 +154,7 @@ func (s *Site) startMoto(ctx context.Context, o Options) error {
 		s.MotoPID = srv.PID()
 	}
 	if o.Detached && len(o.ProxyCommand) > 0 {
-		port, err := freePort()
+		port, err := netx.FreePort()
 		if err != nil {
 			return err
 		}
@@ -237,7 +238,7 @@ func (s *Site) startPrimary(ctx context.Context, h Host, o Options) error {
 	if err := chownPostgres(h.SocketDir); err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := netx.FreePort()
 	if err != nil {
 		return err
 	}
