@@ -14,8 +14,12 @@ import (
 	"strings"
 )
 
-//go:embed scripts/freeze.sh scripts/thaw.sh
+//go:embed scripts/common.sh scripts/freeze.sh scripts/thaw.sh
 var scripts embed.FS
+
+// CommonMarker is the line of a script that Source replaces with scripts/common.sh, the
+// constants and helpers every host script shares.
+const CommonMarker = "# @common"
 
 // Name names a host script.
 type Name string
@@ -138,7 +142,8 @@ func SpecOf(n Name) (Spec, error) {
 	return Spec{}, fmt.Errorf("unknown host script %q", n)
 }
 
-// Source returns the embedded text of a host script.
+// Source returns the text of a host script, self-contained: the script with its CommonMarker
+// line replaced by scripts/common.sh. Everything that runs or publishes a script uses this text.
 func Source(n Name) (string, error) {
 	if _, err := SpecOf(n); err != nil {
 		return "", err
@@ -147,7 +152,33 @@ func Source(n Name) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read embedded script %s: %w", n, err)
 	}
-	return string(b), nil
+	common, err := scripts.ReadFile("scripts/common.sh")
+	if err != nil {
+		return "", fmt.Errorf("read embedded common.sh: %w", err)
+	}
+	return splice(string(n), string(b), string(common))
+}
+
+// splice returns script with its one CommonMarker line replaced by common.
+func splice(name, script, common string) (string, error) {
+	lines := strings.SplitAfter(script, "\n")
+	at := -1
+	for i, line := range lines {
+		if strings.TrimRight(line, "\r\n") != CommonMarker {
+			continue
+		}
+		if at >= 0 {
+			return "", fmt.Errorf("host script %s has more than one %q line", name, CommonMarker)
+		}
+		at = i
+	}
+	if at < 0 {
+		return "", fmt.Errorf("host script %s has no %q line where common.sh goes", name, CommonMarker)
+	}
+	if common != "" && !strings.HasSuffix(common, "\n") {
+		common += "\n"
+	}
+	return strings.Join(lines[:at], "") + common + strings.Join(lines[at+1:], ""), nil
 }
 
 // Args are script arguments: flag (without dashes) -> value. An empty value means the default.

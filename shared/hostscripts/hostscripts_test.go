@@ -304,16 +304,71 @@ func TestResultJSONNames(t *testing.T) {
 	}
 }
 
+// TestShellcheck checks each script as it runs: the assembled Source text, on stdin.
 func TestShellcheck(t *testing.T) {
 	sc := testutil.RequireBinary(t, "shellcheck")
 	for _, s := range hostscripts.Specs() {
 		t.Run(string(s.Name), func(t *testing.T) {
-			path := writeScript(t, s.Name)
-			out, err := exec.Command(sc, "--shell=bash", "--severity=style", path).CombinedOutput()
+			src, err := hostscripts.Source(s.Name)
 			if err != nil {
-				t.Fatalf("shellcheck %s: %v\n%s", s.Name, err, out)
+				t.Fatal(err)
+			}
+			cmd := exec.Command(sc, "--norc", "--shell=bash", "--severity=style", "-")
+			cmd.Stdin = strings.NewReader(src)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("shellcheck of the assembled %s: %v\n%s", s.Name, err, out)
 			}
 		})
+	}
+}
+
+// TestShellcheckFiles checks the script files one by one, as `make lint` does: common.sh alone
+// and each script without it.
+func TestShellcheckFiles(t *testing.T) {
+	sc := testutil.RequireBinary(t, "shellcheck")
+	files, err := filepath.Glob(filepath.Join("scripts", "*.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 3 {
+		t.Fatalf("found %v; want common.sh and every script", files)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if out, err := exec.Command(sc, f).CombinedOutput(); err != nil {
+				t.Fatalf("shellcheck %s: %v\n%s", f, err, out)
+			}
+		})
+	}
+}
+
+// TestSourceIsSelfContained checks Source splices common.sh in once, in place of the marker.
+func TestSourceIsSelfContained(t *testing.T) {
+	common, err := os.ReadFile(filepath.Join("scripts", "common.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range hostscripts.Specs() {
+		src, err := hostscripts.Source(s.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(src, "#!/usr/bin/env bash\n") {
+			t.Errorf("%s does not start with its shebang", s.Name)
+		}
+		if n := strings.Count(src, string(common)); n != 1 {
+			t.Errorf("%s holds common.sh %d times; want once", s.Name, n)
+		}
+		for _, line := range strings.Split(src, "\n") {
+			if line == hostscripts.CommonMarker {
+				t.Errorf("%s still has the %q line", s.Name, line)
+			}
+		}
+		for _, fn := range []string{"now_us", "log", "json_str", "json_arr", "split_csv", "watchdog_is_ours", "setopt", "check"} {
+			if n := strings.Count(src, "\n"+fn+"() {"); n != 1 {
+				t.Errorf("%s defines %s %d times; want once", s.Name, fn, n)
+			}
+		}
 	}
 }
 

@@ -23,11 +23,6 @@ umask 077
 exec 3>&1 1>&2
 
 readonly ACTION=thaw
-readonly RECORD_NAME=frozen.json
-readonly MARKER_NAME=.pgfleet-standby-signal
-readonly WATCHDOG_TAG=pgfleet-watchdog
-readonly RE_PATH='^/[A-Za-z0-9._@+:/-]*$'
-readonly RE_PATHS='^/[A-Za-z0-9._@+:/-]*(,/[A-Za-z0-9._@+:/-]*)*$'
 readonly RE_PROBE='^(yes|no)$'
 # How long the write probes may take.
 readonly PROBE_WAIT_SECONDS=5
@@ -38,65 +33,10 @@ opt_pgdata=''
 opt_state_dir='/run/pgfleet'
 opt_probe='yes'
 
-now_us() {
-	if [[ -n ${EPOCHREALTIME:-} ]]; then
-		REPLY=${EPOCHREALTIME//[!0-9]/}
-	else
-		REPLY=$(date +%s%6N)
-	fi
-}
-
-now_us
-STARTED_US=$REPLY
-HOST_NAME=${HOSTNAME:-$(uname -n)}
-RESULT_DONE=0
-LAST_ERR=''
-
-log() { printf '%s thaw: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)" "$*" >&2; }
-
-# json_str S: REPLY = S as a JSON string literal.
-json_str() {
-	local s=$1 out='' c code i
-	s=${s//\\/\\\\}
-	s=${s//\"/\\\"}
-	s=${s//$'\n'/\\n}
-	s=${s//$'\r'/\\r}
-	s=${s//$'\t'/\\t}
-	if [[ $s == *[$'\001'-$'\037']* ]]; then
-		for ((i = 0; i < ${#s}; i++)); do
-			c=${s:i:1}
-			if [[ $c == [$'\001'-$'\037'] ]]; then
-				printf -v code '\\u%04x' "'$c"
-				out+=$code
-			else
-				out+=$c
-			fi
-		done
-		s=$out
-	fi
-	REPLY="\"$s\""
-}
-
-# json_arr S...: REPLY = the strings as a JSON array.
-json_arr() {
-	local out='' s
-	for s in "$@"; do
-		json_str "$s"
-		out+=${out:+,}$REPLY
-	done
-	REPLY="[$out]"
-}
-
-# split_csv S: SPLIT = the comma-separated items of S (empty items dropped).
-split_csv() {
-	local rest=$1 item
-	SPLIT=()
-	while [[ -n $rest ]]; do
-		item=${rest%%,*}
-		if [[ $rest == *,* ]]; then rest=${rest#*,}; else rest=''; fi
-		if [[ -n $item ]]; then SPLIT+=("$item"); fi
-	done
-}
+# hostscripts.Source replaces the next line with scripts/common.sh: the constants, state and
+# helpers both scripts share (now_us, log, json_str, json_arr, split_csv, watchdog_is_ours,
+# setopt, check).
+# @common
 
 fail() {
 	local msg=$1 host fin
@@ -126,10 +66,6 @@ trap on_exit EXIT
 trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
 trap 'fail "interrupted by a signal"' INT TERM HUP
 
-setopt() {
-	if [[ -n $2 ]]; then printf -v "$1" '%s' "$2"; fi
-}
-
 parse_args() {
 	while (($# > 0)); do
 		if (($# < 2)); then fail "flag $1 needs a value"; fi
@@ -144,15 +80,6 @@ parse_args() {
 	done
 }
 
-# check NAME VALUE REGEX
-check() {
-	local q
-	if ! [[ $2 =~ $3 ]]; then
-		printf -v q '%q' "$2"
-		fail "--$1 $q is not allowed (must match $3)"
-	fi
-}
-
 # fs_of MODE PATH: the filesystem mounted at (MODE=mountpoint) or holding (MODE=target) PATH, as
 # FS_TYPE. Returns 1 when there is none.
 fs_of() {
@@ -161,14 +88,6 @@ fs_of() {
 	[[ -n $line ]] || return 1
 	read -r target FS_TYPE <<<"$line"
 	[[ -n $target ]]
-}
-
-# watchdog_is_ours PID TOKEN: the process is the watchdog of the recorded freeze.
-watchdog_is_ours() {
-	local cmdline
-	[[ $1 =~ ^[1-9][0-9]*$ && -r /proc/$1/cmdline ]] || return 1
-	cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-	[[ $cmdline == *"$WATCHDOG_TAG"* && $cmdline == *"$2"* ]]
 }
 
 # proc_alive PID: the process exists and has not exited (an unreaped zombie has).

@@ -1,0 +1,95 @@
+# shellcheck shell=bash disable=SC2034 # the variables set here are for the including script
+# common.sh: what freeze.sh and thaw.sh share. It never runs on its own: hostscripts.Source
+# splices this whole file into each script at its "# @common" line, so every script stays one
+# self-contained text (one SSM document; bash -s locally). The including script sets ACTION
+# before it and defines fail (called by check) after it.
+
+readonly RECORD_NAME=frozen.json
+readonly MARKER_NAME=.pgfleet-standby-signal
+readonly WATCHDOG_TAG=pgfleet-watchdog
+readonly RE_PATH='^/[A-Za-z0-9._@+:/-]*$'
+readonly RE_PATHS='^/[A-Za-z0-9._@+:/-]*(,/[A-Za-z0-9._@+:/-]*)*$'
+
+# now_us: REPLY = host-clock microseconds since the epoch.
+now_us() {
+	if [[ -n ${EPOCHREALTIME:-} ]]; then
+		REPLY=${EPOCHREALTIME//[!0-9]/}
+	else
+		REPLY=$(date +%s%6N)
+	fi
+}
+
+now_us
+STARTED_US=$REPLY
+HOST_NAME=${HOSTNAME:-$(uname -n)}
+RESULT_DONE=0
+LAST_ERR=''
+
+log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)" "$ACTION" "$*" >&2; }
+
+# json_str S: REPLY = S as a JSON string literal.
+json_str() {
+	local s=$1 out='' c code i
+	s=${s//\\/\\\\}
+	s=${s//\"/\\\"}
+	s=${s//$'\n'/\\n}
+	s=${s//$'\r'/\\r}
+	s=${s//$'\t'/\\t}
+	if [[ $s == *[$'\001'-$'\037']* ]]; then
+		for ((i = 0; i < ${#s}; i++)); do
+			c=${s:i:1}
+			if [[ $c == [$'\001'-$'\037'] ]]; then
+				printf -v code '\\u%04x' "'$c"
+				out+=$code
+			else
+				out+=$c
+			fi
+		done
+		s=$out
+	fi
+	REPLY="\"$s\""
+}
+
+# json_arr S...: REPLY = the strings as a JSON array.
+json_arr() {
+	local out='' s
+	for s in "$@"; do
+		json_str "$s"
+		out+=${out:+,}$REPLY
+	done
+	REPLY="[$out]"
+}
+
+# split_csv S: SPLIT = the comma-separated items of S (empty items dropped).
+split_csv() {
+	local rest=$1 item
+	SPLIT=()
+	while [[ -n $rest ]]; do
+		item=${rest%%,*}
+		if [[ $rest == *,* ]]; then rest=${rest#*,}; else rest=''; fi
+		if [[ -n $item ]]; then SPLIT+=("$item"); fi
+	done
+}
+
+# watchdog_is_ours PID TOKEN: the process is a pgfleet watchdog armed with TOKEN (freeze: the one
+# it started; thaw: the recorded freeze's).
+watchdog_is_ours() {
+	local cmdline
+	[[ $1 =~ ^[1-9][0-9]*$ && -r /proc/$1/cmdline ]] || return 1
+	cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	[[ $cmdline == *"$WATCHDOG_TAG"* && $cmdline == *"$2"* ]]
+}
+
+# setopt VAR VALUE: VAR = VALUE unless VALUE is empty (then the default stays).
+setopt() {
+	if [[ -n $2 ]]; then printf -v "$1" '%s' "$2"; fi
+}
+
+# check NAME VALUE REGEX: fail unless VALUE (of flag --NAME) matches REGEX.
+check() {
+	local q
+	if ! [[ $2 =~ $3 ]]; then
+		printf -v q '%q' "$2"
+		fail "--$1 $q is not allowed (must match $3)"
+	fi
+}
