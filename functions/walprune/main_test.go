@@ -40,9 +40,7 @@ func TestBootstrapAgainstRuntimeAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bin := lambdart.Build(t, ".")
-	rt := lambdart.New()
-	out := rt.Start(t, bin, append(lambdart.MotoEnv(srv.URL), "PGFLEET_LEASE_TABLE=pgfleet-leases")...)
+	rt, out := lambdart.Run(t, ".", append(lambdart.MotoEnv(srv.URL), "PGFLEET_LEASE_TABLE=pgfleet-leases")...)
 
 	tests := []struct {
 		name, event, want string

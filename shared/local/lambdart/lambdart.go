@@ -152,3 +152,11 @@ func MotoEnv(url string) []string {
 	return []string{"AWS_ENDPOINT_URL=" + url, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
 		"AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_MAX_ATTEMPTS=1"}
 }
+
+// Run builds the function package at dir and starts its bootstrap against a new Runtime.
+func Run(t testing.TB, dir string, env ...string) (*Runtime, *Output) {
+	t.Helper()
+	bin := Build(t, dir)
+	rt := New()
+	return rt, rt.Start(t, bin, env...)
+}
