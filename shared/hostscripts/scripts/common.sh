@@ -93,3 +93,29 @@ check() {
 		fail "--$1 $q is not allowed (must match $3)"
 	fi
 }
+
+# fail_line MESSAGE [EXTRA]: print the one ok:false result line (EXTRA: more JSON members, each
+# starting with a comma), once, and exit 1. Each script's fail() undoes its own work first.
+fail_line() {
+	local msg=$1 extra=${2:-} host fin
+	log "failed: $msg"
+	now_us
+	fin=$REPLY
+	json_str "$HOST_NAME"
+	host=$REPLY
+	json_str "$msg"
+	if ((RESULT_DONE == 0)); then
+		RESULT_DONE=1
+		printf '{"ok":false,"action":"%s","host":%s,"error":%s%s,"started_us":%s,"finished_us":%s}\n' \
+			"$ACTION" "$host" "$REPLY" "$extra" "$STARTED_US" "$fin" >&3
+	fi
+	exit 1
+}
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap each script sets once fail() exists
+on_exit() {
+	local rc=$?
+	if ((RESULT_DONE == 0)); then
+		fail "unexpected failure (exit status $rc)${LAST_ERR:+ at $LAST_ERR}"
+	fi
+}

@@ -101,34 +101,16 @@ rollback() {
 
 # fail MESSAGE: undo, print the failure line, exit 1.
 fail() {
-	local msg=$1 host fin
+	local msg=$1
 	trap - ERR
 	ROLLBACK_PROBLEMS=''
 	rollback
 	if [[ -n $ROLLBACK_PROBLEMS ]]; then
 		msg+=" (cleanup:$ROLLBACK_PROBLEMS the watchdog thaws the rest)"
 	fi
-	log "failed: $msg"
-	now_us
-	fin=$REPLY
-	json_str "$HOST_NAME"
-	host=$REPLY
-	json_str "$msg"
-	if ((RESULT_DONE == 0)); then
-		RESULT_DONE=1
-		printf '{"ok":false,"action":"%s","host":%s,"error":%s,"frozen":false,"started_us":%s,"finished_us":%s}\n' \
-			"$ACTION" "$host" "$REPLY" "$STARTED_US" "$fin" >&3
-	fi
-	exit 1
+	fail_line "$msg" ',"frozen":false'
 }
 
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-on_exit() {
-	local rc=$?
-	if ((RESULT_DONE == 0)); then
-		fail "unexpected failure (exit status $rc)${LAST_ERR:+ at $LAST_ERR}"
-	fi
-}
 trap on_exit EXIT
 trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
 trap 'fail "interrupted by a signal"' INT TERM HUP
@@ -520,6 +502,7 @@ fi
 
 # h) The result.
 now_us
+# shellcheck disable=SC2034 # read by fail_line and on_exit (common.sh)
 RESULT_DONE=1
 printf '%s,"freeze_started_us":%s,"frozen_us":%s,"finished_us":%s}\n' "$RESULT_PREFIX" "$FREEZE_STARTED_US" "$FROZEN_US" "$REPLY" >&3
 exit 0

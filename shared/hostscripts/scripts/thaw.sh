@@ -39,29 +39,10 @@ opt_probe='yes'
 # @common
 
 fail() {
-	local msg=$1 host fin
 	trap - ERR
-	log "failed: $msg"
-	now_us
-	fin=$REPLY
-	json_str "$HOST_NAME"
-	host=$REPLY
-	json_str "$msg"
-	if ((RESULT_DONE == 0)); then
-		RESULT_DONE=1
-		printf '{"ok":false,"action":"%s","host":%s,"error":%s,"started_us":%s,"finished_us":%s}\n' \
-			"$ACTION" "$host" "$REPLY" "$STARTED_US" "$fin" >&3
-	fi
-	exit 1
+	fail_line "$1"
 }
 
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-on_exit() {
-	local rc=$?
-	if ((RESULT_DONE == 0)); then
-		fail "unexpected failure (exit status $rc)${LAST_ERR:+ at $LAST_ERR}"
-	fi
-}
 trap on_exit EXIT
 trap 'LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
 trap 'fail "interrupted by a signal"' INT TERM HUP
@@ -258,6 +239,7 @@ err_json=$REPLY
 OK=true
 if [[ -n $ERRORS ]]; then OK=false; fi
 now_us
+# shellcheck disable=SC2034 # read by fail_line and on_exit (common.sh)
 RESULT_DONE=1
 printf '{"ok":%s,"action":"%s","host":%s,"error":%s,"thawed":%s,"already_thawed":%s,"watchdog_disarmed":%s,"standby_signal_removed":%s,"probe_ok":%s,"thaw_started_us":%s,"thawed_us":%s,"started_us":%s,"finished_us":%s}\n' \
 	"$OK" "$ACTION" "$host_json" "$err_json" "$thawed_json" "$already_json" "$WATCHDOG_DISARMED" \
