@@ -40,7 +40,7 @@ func upSite(t testing.TB, o site.Options) *site.Site {
 	}
 	o.Root = root
 	if o.Log == nil {
-		o.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		o.Log = quietLog()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -117,19 +117,29 @@ func digest(ctx context.Context, t testing.TB, dsn string, upTo int64) ledgerDig
 
 func invokeBackup(ctx context.Context, t testing.TB, s *site.Site, sink metrics.Sink) backup.Result {
 	t.Helper()
-	job, err := site.BackupJob(ctx, s.State, slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), sink)
+	job, err := site.BackupJob(ctx, s.State, quietLog(), sink)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := lambda.NewHandler(job.Handle).Invoke(ctx, []byte(fmt.Sprintf(`{"cluster":%q}`, s.Cluster)))
+	return invoke[backup.Result](ctx, t, job.Handle, fmt.Sprintf(`{"cluster":%q}`, s.Cluster))
+}
+
+// invoke runs a handler the way the Lambda runtime does (JSON in, JSON out) and decodes its result.
+func invoke[R any](ctx context.Context, t testing.TB, handler any, payload string) R {
+	t.Helper()
+	out, err := lambda.NewHandler(handler).Invoke(ctx, []byte(payload))
 	if err != nil {
-		t.Fatalf("backup: %v", err)
+		t.Fatalf("invoke %s: %v", payload, err)
 	}
-	var res backup.Result
+	var res R
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatal(err)
 	}
 	return res
+}
+
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // TestBackupUnderLoadRestoresToPrimaryState is the end-to-end story: a backup through the real

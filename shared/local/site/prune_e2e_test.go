@@ -2,15 +2,12 @@ package site_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgfleet/pgfleet/shared/local/pgtest"
@@ -111,19 +108,11 @@ func TestPruneKeepsWhatTheOldestRetainedSetNeeds(t *testing.T) {
 
 func invokePrune(ctx context.Context, t *testing.T, s *site.Site, payload string) walprune.Result {
 	t.Helper()
-	p, err := site.WALPruneJob(ctx, s.State, slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), &metrics.Recorder{})
+	p, err := site.WALPruneJob(ctx, s.State, quietLog(), &metrics.Recorder{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := lambda.NewHandler(p.Handle).Invoke(ctx, []byte(payload))
-	if err != nil {
-		t.Fatalf("walprune %s: %v", payload, err)
-	}
-	var res walprune.Result
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return invoke[walprune.Result](ctx, t, p.Handle, payload)
 }
 
 func switchWAL(ctx context.Context, t *testing.T, pg *pgtest.Instance, n int) {
