@@ -5,6 +5,8 @@ package fleet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -92,4 +94,17 @@ type Lease interface {
 	Acquire(ctx context.Context, key, owner string, ttl time.Duration) error
 	// Release gives the lease up if owner still holds it.
 	Release(ctx context.Context, key, owner string) error
+}
+
+// NewLeaseOwner returns a lease owner unique to one run: the invocation's request id (for the
+// logs; it may be empty) and 64 random bits. Duplicate deliveries of one event can share a
+// request id, and a lease that let the same owner in twice would let them overlap.
+func NewLeaseOwner(requestID string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	suffix := hex.EncodeToString(b[:])
+	if requestID == "" {
+		return "run-" + suffix
+	}
+	return requestID + "/" + suffix
 }
