@@ -125,6 +125,73 @@ func SegmentFromSegNo(timeline uint32, segNo uint64, segSizeBytes int64) (Segmen
 	return Segment{Timeline: timeline, Log: uint32(log), Seg: uint32(segNo % per)}, nil
 }
 
+// ErrInvalidLSN is wrapped by every error about a malformed WAL position.
+var ErrInvalidLSN = errors.New("invalid LSN")
+
+// LSN is a WAL position, PostgreSQL's XLogRecPtr: a byte offset from the start of WAL,
+// independent of timelines, which is why positions on different timelines compare directly.
+type LSN uint64
+
+// maxLSNComponent is the most hex digits pg_lsn accepts on either side of the "/".
+const maxLSNComponent = 8
+
+// ParseLSN parses the text form of a pg_lsn ("16/B374D848"): two hex numbers of 1 to 8 digits
+// separated by "/", nothing else. Like pg_lsn's input function it reads either case.
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok || !isLSNComponent(hi) || !isLSNComponent(lo) {
+		return 0, fmt.Errorf("LSN %q: %w: want two hex numbers of 1 to %d digits separated by '/', as in 16/B374D848",
+			s, ErrInvalidLSN, maxLSNComponent)
+	}
+	return LSN(uint64(hexAny32(hi))<<32 | uint64(hexAny32(lo))), nil
+}
+
+// String formats the LSN as PostgreSQL prints a pg_lsn: upper-case hex without leading zeros.
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l)) }
+
+// SegmentOf returns the segment that holds position lsn on a timeline for a wal_segment_size in
+// bytes: XLByteToSeg then XLogFileName, the way pg_control_checkpoint() derives redo_wal_file
+// from redo_lsn and timeline_id (pg_walfile_name differs: it names the previous segment for a
+// position on a segment boundary).
+func SegmentOf(timeline uint32, lsn LSN, segSizeBytes int64) (Segment, error) {
+	if timeline == 0 {
+		return Segment{}, fmt.Errorf("segment of %s: timeline 0 does not exist (timelines start at 1)", lsn)
+	}
+	if err := ValidateSegmentSize(segSizeBytes); err != nil {
+		return Segment{}, fmt.Errorf("segment of %s: %w", lsn, err)
+	}
+	return SegmentFromSegNo(timeline, uint64(lsn)/uint64(segSizeBytes), segSizeBytes)
+}
+
+func isLSNComponent(s string) bool {
+	if s == "" || len(s) > maxLSNComponent {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isUpperHex(c) && !(c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// hexAny32 converts at most 8 hex digits of either case already checked by the caller.
+func hexAny32(s string) uint32 {
+	var v uint32
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c <= '9':
+			v = v<<4 | uint32(c-'0')
+		case c >= 'a':
+			v = v<<4 | uint32(c-'a'+10)
+		default:
+			v = v<<4 | uint32(c-'A'+10)
+		}
+	}
+	return v
+}
+
 // FileKind says what an archived file is.
 type FileKind int
 

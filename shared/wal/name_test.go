@@ -256,3 +256,84 @@ func mustSeg(t testing.TB, s string) Segment {
 	}
 	return seg
 }
+
+func TestParseLSN(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    LSN
+		wantErr bool
+	}{
+		{in: "0/5000028", want: 0x5000028},
+		{in: "16/B374D848", want: 0x16B374D848},
+		{in: "16/b374d848", want: 0x16B374D848}, // pg_lsn reads either case
+		{in: "FFFFFFFF/FFFFFFFF", want: 0xFFFFFFFFFFFFFFFF},
+		{in: "0/0", want: 0},
+		{in: "", wantErr: true},
+		{in: "5000028", wantErr: true},
+		{in: "/5000028", wantErr: true},
+		{in: "0/", wantErr: true},
+		{in: "0/5000028/1", wantErr: true},
+		{in: "100000000/0", wantErr: true}, // more than 8 hex digits
+		{in: "0/X", wantErr: true},
+		{in: " 0/5000028", wantErr: true},
+		{in: "0x0/5", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseLSN(tt.in)
+			if tt.wantErr {
+				if err == nil || !errors.Is(err, ErrInvalidLSN) {
+					t.Fatalf("ParseLSN(%q) = %v, %v; want an error wrapping ErrInvalidLSN", tt.in, got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ParseLSN(%q) = %#x, %v; want %#x", tt.in, uint64(got), err, uint64(tt.want))
+			}
+			if back, err := ParseLSN(got.String()); err != nil || back != got {
+				t.Fatalf("%q does not round trip through String %q", tt.in, got.String())
+			}
+		})
+	}
+	if s := LSN(0x16B374D848).String(); s != "16/B374D848" {
+		t.Fatalf("String = %q, want PostgreSQL's form 16/B374D848", s)
+	}
+}
+
+// TestSegmentOf checks the WAL file name of an LSN the way pg_control_checkpoint() derives
+// redo_wal_file (XLByteToSeg, then XLogFileName): not pg_walfile_name's previous-segment rule.
+func TestSegmentOf(t *testing.T) {
+	tests := []struct {
+		name     string
+		timeline uint32
+		lsn      LSN
+		size     int64
+		want     string
+		wantErr  string
+	}{
+		{name: "16 MiB", timeline: 1, lsn: 0x5000028, size: 16 << 20, want: "000000010000000000000005"},
+		{name: "16 MiB, log id above 0", timeline: 1, lsn: 0x16B374D848, size: 16 << 20, want: "0000000100000016000000B3"},
+		{name: "the first byte of a segment is in it", timeline: 3, lsn: 0x6000000, size: 16 << 20, want: "000000030000000000000006"},
+		{name: "the last byte of a segment", timeline: 3, lsn: 0x5FFFFFF, size: 16 << 20, want: "000000030000000000000005"},
+		{name: "64 MiB", timeline: 2, lsn: 0x16B374D848, size: 64 << 20, want: "00000002000000160000002C"},
+		{name: "1 GiB", timeline: 2, lsn: 0x16B374D848, size: 1 << 30, want: "000000020000001600000002"},
+		{name: "1 MiB", timeline: 2, lsn: 0x16B374D848, size: 1 << 20, want: "000000020000001600000B37"},
+		{name: "the end of WAL", timeline: 0xFFFFFFFF, lsn: 0xFFFFFFFFFFFFFFFF, size: 16 << 20, want: "FFFFFFFFFFFFFFFF000000FF"},
+		{name: "timeline 0 does not exist", timeline: 0, lsn: 0x5000028, size: 16 << 20, wantErr: "timeline 0"},
+		{name: "bad segment size", timeline: 1, lsn: 0x5000028, size: 3 << 20, wantErr: "power of two"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := SegmentOf(tt.timeline, tt.lsn, tt.size)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("SegmentOf = %s, %v; want an error about %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got.String() != tt.want {
+				t.Fatalf("SegmentOf = %s, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
