@@ -212,7 +212,9 @@ func clusterConfig(name string, archive *config.Archive) config.Cluster {
 	return c
 }
 
-// setSnapshots returns the snapshots of one set (two volumes), tagged as backup tags them.
+// setSnapshots returns the snapshots of one set (two volumes), tagged as backup tags them: the
+// redo WAL file redo and, when redo is a segment name, the timeline and a redo LSN inside that
+// segment (16 MiB segments), as pg_control_checkpoint() reports them together.
 func setSnapshots(cluster, setID string, created time.Time, status snapset.Status, redo string, states ...snapset.SnapshotState) []snapset.Snapshot {
 	if len(states) == 0 {
 		states = []snapset.SnapshotState{snapset.StateCompleted, snapset.StateCompleted}
@@ -220,6 +222,10 @@ func setSnapshots(cluster, setID string, created time.Time, status snapset.Statu
 	m := snapset.Meta{
 		Cluster: cluster, SetID: setID, Status: status, SourceInstance: "i-0123456789abcdef0",
 		PGVersion: "15", Timeline: 1, RedoWALFile: redo, CreatedAt: created, VolumeCount: len(states),
+	}
+	if s, err := wal.ParseSegmentName(redo); err == nil && s.Seg < segsPerLog {
+		m.Timeline = int(s.Timeline)
+		m.RedoLSN = redoLSN(s)
 	}
 	var out []snapset.Snapshot
 	for i, st := range states {
@@ -232,6 +238,13 @@ func setSnapshots(cluster, setID string, created time.Time, status snapset.Statu
 		})
 	}
 	return out
+}
+
+// redoLSN is a checkpoint redo LSN inside segment s (16 MiB segments): 0x28 bytes in, past the
+// page header, where a checkpoint's redo record typically starts.
+func redoLSN(s wal.Segment) string {
+	lsn := segNo(s)*(16<<20) + 0x28
+	return fmt.Sprintf("%X/%X", uint32(lsn>>32), uint32(lsn))
 }
 
 // memArchive is an in-memory walprune.Archive with S3's listing semantics. It records every

@@ -1,9 +1,9 @@
 // Package walprune deletes archived WAL that no retained snapshot set needs: the walprune
 // function's logic, run on a schedule for one cluster at a time.
 //
-// One run: take the lease "walprune/<cluster>" so two runs never overlap; find the oldest
-// completed snapshot set of the cluster that still exists and read its checkpoint-redo WAL file
-// (tag pgfleet:redo-wal-file); move that boundary back by the configured margin
+// One run: take the lease "walprune/<cluster>" so two runs never overlap; find the boundary, the
+// LOWEST checkpoint redo point over every set of the cluster that is completed or may still
+// complete (snapset.PruneBoundary), its redo tags cross-checked; move that boundary back by the configured margin
 // (archive.marginSegments) and, when the event names one, to an operator's earlier keepFrom
 // segment (a later one is ignored: it can only make pruning more conservative); list the archive
 // in key order up to the boundary and no further (wal.Collect); plan the deletions with the rules
@@ -80,8 +80,8 @@ const (
 var (
 	ErrBadRequest       = errors.New("bad request")
 	ErrNoArchive        = errors.New("cluster configuration has no archive section")
-	ErrNoCompletedSet   = errors.New("no completed snapshot set")
-	ErrBoundaryTag      = errors.New("snapshot set has no usable WAL boundary")
+	ErrNoCompletedSet   = snapset.ErrNoCompletedSet
+	ErrBoundaryTag      = snapset.ErrBoundaryTag
 	ErrUnreadableSet    = errors.New("snapshot with unreadable set tags")
 	ErrKeyOutside       = errors.New("planned key outside the archive")
 	ErrIncompleteDelete = errors.New("some objects were not deleted")
@@ -126,7 +126,8 @@ type Result struct {
 	// "set" (the set's redo WAL file and the margin) or "keepFrom".
 	Boundary       string `json:"boundary,omitempty"`
 	BoundarySource string `json:"boundarySource,omitempty"`
-	// BoundarySetID and SetRedoWALFile name the oldest completed set and its redo WAL file.
+	// BoundarySetID and SetRedoWALFile name the set with the lowest redo point among those
+	// completed or that may still complete, and its redo WAL file.
 	BoundarySetID  string `json:"boundarySetId,omitempty"`
 	SetRedoWALFile string `json:"setRedoWalFile,omitempty"`
 	MarginSegments int    `json:"marginSegments"`
@@ -296,18 +297,14 @@ func (p *Pruner) fail(res Result, start time.Time, err error) (Result, error) {
 }
 
 func (p *Pruner) runLocked(ctx context.Context, log *slog.Logger, cfg config.Cluster, arch config.Archive, layout wal.Layout, roots []string, req events.WALPruneRequest, res Result) (Result, error) {
-	// The boundary: the oldest completed set that still exists.
-	set, err := p.oldestCompleted(ctx, cfg.Name)
-	if err != nil {
-		return res, err
-	}
-	res.BoundarySetID = set.SetID
-	redo, err := redoWALFile(set)
-	if err != nil {
-		return res, err
-	}
-	res.SetRedoWALFile = redo
+	// The boundary: the lowest redo point over the sets that are completed or may still be.
 	segSize := int64(arch.SegmentSizeMiB) << 20
+	bound, err := p.boundarySet(ctx, cfg.Name, segSize)
+	if err != nil {
+		return res, err
+	}
+	set, redo := bound.Set, bound.Redo.WALFile
+	res.BoundarySetID, res.SetRedoWALFile = set.SetID, redo
 	fromSet, err := wal.Boundary(redo, arch.MarginSegments, "", segSize)
 	if err != nil {
 		return res, fmt.Errorf("set %s: %w: %w", set.SetID, ErrBoundaryTag, err)
@@ -477,12 +474,14 @@ func (p *Pruner) deleteAll(ctx context.Context, log *slog.Logger, bucket string,
 	return res, nil
 }
 
-// oldestCompleted returns the oldest completed set of the cluster. Unreadable snapshots refuse
-// the run: one of them could belong to a set that needs older WAL.
-func (p *Pruner) oldestCompleted(ctx context.Context, cluster string) (snapset.Set, error) {
+// boundarySet returns what bounds the prune of the cluster (snapset.PruneBoundary): the set with
+// the lowest redo point among those completed or that may still complete, its tags
+// cross-checked. Unreadable snapshots refuse the run: one of them could belong to a set that
+// needs older WAL.
+func (p *Pruner) boundarySet(ctx context.Context, cluster string, segSize int64) (snapset.PruneBound, error) {
 	snaps, err := p.Snapshots.ListSnapshots(ctx, cluster)
 	if err != nil {
-		return snapset.Set{}, fmt.Errorf("list snapshot sets of %s: %w", cluster, err)
+		return snapset.PruneBound{}, fmt.Errorf("list snapshot sets of %s: %w", cluster, err)
 	}
 	sets, unreadable := snapset.Group(snaps)
 	if len(unreadable) > 0 {
@@ -490,7 +489,7 @@ func (p *Pruner) oldestCompleted(ctx context.Context, cluster string) (snapset.S
 		for _, s := range unreadable {
 			ids = append(ids, s.ID)
 		}
-		return snapset.Set{}, fmt.Errorf("cluster %s: %w: %s (fix or delete them; WAL they may need is kept until then)", cluster, ErrUnreadableSet, strings.Join(ids, ", "))
+		return snapset.PruneBound{}, fmt.Errorf("cluster %s: %w: %s (fix or delete them; WAL they may need is kept until then)", cluster, ErrUnreadableSet, strings.Join(ids, ", "))
 	}
 	mine := sets[:0]
 	for _, s := range sets {
@@ -498,31 +497,16 @@ func (p *Pruner) oldestCompleted(ctx context.Context, cluster string) (snapset.S
 			mine = append(mine, s)
 		}
 	}
-	set, ok := snapset.OldestCompleted(mine)
-	if !ok {
-		return snapset.Set{}, fmt.Errorf("cluster %s: %w among %d sets: nothing is pruned until a backup completes", cluster, ErrNoCompletedSet, len(mine))
+	bound, err := snapset.PruneBoundary(mine, segSize)
+	switch {
+	case errors.Is(err, ErrNoCompletedSet):
+		return snapset.PruneBound{}, fmt.Errorf("cluster %s: %w: nothing is pruned until a backup completes", cluster, err)
+	case errors.Is(err, ErrBoundaryTag):
+		return snapset.PruneBound{}, fmt.Errorf("cluster %s: %w: nothing is pruned until the set's tags are fixed or the set is deleted", cluster, err)
+	case err != nil:
+		return snapset.PruneBound{}, fmt.Errorf("cluster %s: %w", cluster, err)
 	}
-	return set, nil
-}
-
-// redoWALFile returns the set's redo WAL file name, which every snapshot of the set must carry
-// with the same value.
-func redoWALFile(set snapset.Set) (string, error) {
-	redo := ""
-	for _, sn := range set.Snapshots {
-		v := sn.Tags[snapset.TagRedoWALFile]
-		if v == "" {
-			return "", fmt.Errorf("set %s: %w: snapshot %s has no %s tag", set.SetID, ErrBoundaryTag, sn.ID, snapset.TagRedoWALFile)
-		}
-		if redo != "" && v != redo {
-			return "", fmt.Errorf("set %s: %w: snapshots disagree on %s (%q, %q)", set.SetID, ErrBoundaryTag, snapset.TagRedoWALFile, redo, v)
-		}
-		redo = v
-	}
-	if redo == "" {
-		return "", fmt.Errorf("set %s: %w: no %s tag", set.SetID, ErrBoundaryTag, snapset.TagRedoWALFile)
-	}
-	return redo, nil
+	return bound, nil
 }
 
 // maxDeletes is the configured cap (its default when unset), lowered by the event's.

@@ -245,7 +245,9 @@ func TestBoundary(t *testing.T) {
 	}
 }
 
-func TestOldestCompletedSetChoice(t *testing.T) {
+// TestBoundarySetChoice pins invariant 5: the boundary is the lowest redo position over every
+// set that is completed or may still complete, whatever their creation order and timelines.
+func TestBoundarySetChoice(t *testing.T) {
 	tests := []struct {
 		name    string
 		sets    [][]snapset.Snapshot
@@ -253,31 +255,75 @@ func TestOldestCompletedSetChoice(t *testing.T) {
 		want    wal.Segment
 	}{
 		{
-			name: "pending, failed and incomplete sets are ignored",
+			name: "failed, errored and incomplete sets do not bound",
 			sets: [][]snapset.Snapshot{
 				setSnapshots("main", "a-new", t0, snapset.StatusCompleted, seg(1, 11*segsPerLog).String()),
 				setSnapshots("main", "a-old", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 9*segsPerLog).String()),
-				setSnapshots("main", "b-pending", t0.Add(-2*time.Hour), snapset.StatusPending, seg(1, 1*segsPerLog).String()),
 				setSnapshots("main", "c-failed", t0.Add(-3*time.Hour), snapset.StatusFailed, seg(1, 1*segsPerLog).String()),
 				setSnapshots("main", "d-error", t0.Add(-4*time.Hour), snapset.StatusCompleted, seg(1, 1*segsPerLog).String(), snapset.StateCompleted, snapset.StateError),
 				setSnapshots("main", "e-missing-volume", t0.Add(-5*time.Hour), snapset.StatusCompleted, seg(1, 1*segsPerLog).String())[:1],
+				setSnapshots("main", "f-pending-error", t0.Add(-6*time.Hour), snapset.StatusPending, seg(1, 1*segsPerLog).String(), snapset.StateCompleted, snapset.StateError),
 			},
 			wantSet: "a-old", want: seg(1, 9*segsPerLog),
 		},
 		{
 			name: "a single completed set",
 			sets: [][]snapset.Snapshot{
-				setSnapshots("main", "only", t0, snapset.StatusCompleted, seg(1, 4*segsPerLog+0x10).String()+".00000028.backup"),
+				setSnapshots("main", "only", t0, snapset.StatusCompleted, seg(1, 4*segsPerLog+0x10).String()),
 			},
 			wantSet: "only", want: seg(1, 4*segsPerLog+0x10),
 		},
 		{
-			name: "the oldest by creation time, not by boundary",
+			name: "the lowest redo, not the oldest by creation time",
 			sets: [][]snapset.Snapshot{
 				setSnapshots("main", "newer-but-lower", t0, snapset.StatusCompleted, seg(1, 2*segsPerLog).String()),
 				setSnapshots("main", "older", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 6*segsPerLog).String()),
 			},
-			wantSet: "older", want: seg(1, 6*segsPerLog),
+			wantSet: "newer-but-lower", want: seg(1, 2*segsPerLog),
+		},
+		{
+			name: "a timeline branched at an earlier position",
+			sets: [][]snapset.Snapshot{
+				setSnapshots("main", "branch", t0, snapset.StatusCompleted, seg(2, 3*segsPerLog+5).String()),
+				setSnapshots("main", "old-timeline", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 4*segsPerLog).String()),
+			},
+			wantSet: "branch", want: seg(2, 3*segsPerLog+5),
+		},
+		{
+			name: "a pending set may still complete",
+			sets: [][]snapset.Snapshot{
+				setSnapshots("main", "pending-lagging-replica", t0, snapset.StatusPending, seg(1, 2*segsPerLog).String()),
+				setSnapshots("main", "completed", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 7*segsPerLog).String()),
+			},
+			wantSet: "pending-lagging-replica", want: seg(1, 2*segsPerLog),
+		},
+		{
+			name: "tagged completed, still pending in EBS",
+			sets: [][]snapset.Snapshot{
+				setSnapshots("main", "ebs-pending", t0, snapset.StatusCompleted, seg(1, 3*segsPerLog).String(), snapset.StateCompleted, snapset.StatePending),
+				setSnapshots("main", "completed", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 7*segsPerLog).String()),
+			},
+			wantSet: "ebs-pending", want: seg(1, 3*segsPerLog),
+		},
+		{
+			name: "snapshots disagree on status: the least finished, pending, counts",
+			sets: [][]snapset.Snapshot{
+				func() []snapset.Snapshot {
+					s := setSnapshots("main", "half-marked", t0, snapset.StatusCompleted, seg(1, 3*segsPerLog).String())
+					s[1].Tags[snapset.TagStatus] = string(snapset.StatusPending)
+					return s
+				}(),
+				setSnapshots("main", "completed", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 7*segsPerLog).String()),
+			},
+			wantSet: "half-marked", want: seg(1, 3*segsPerLog),
+		},
+		{
+			name: "equal redo positions: the oldest set is named",
+			sets: [][]snapset.Snapshot{
+				setSnapshots("main", "b-new", t0, snapset.StatusCompleted, seg(1, 5*segsPerLog).String()),
+				setSnapshots("main", "a-old", t0.Add(-time.Hour), snapset.StatusCompleted, seg(1, 5*segsPerLog).String()),
+			},
+			wantSet: "a-old", want: seg(1, 5*segsPerLog),
 		},
 	}
 	for _, tc := range tests {
@@ -292,8 +338,8 @@ func TestOldestCompletedSetChoice(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if res.BoundarySetID != tc.wantSet || res.Boundary != tc.want.String() {
-				t.Fatalf("boundary %s from set %s, want %s from %s", res.Boundary, res.BoundarySetID, tc.want, tc.wantSet)
+			if res.BoundarySetID != tc.wantSet || res.Boundary != tc.want.String() || res.SetRedoWALFile != tc.want.String() {
+				t.Fatalf("boundary %s from set %s (redo %s), want %s from %s", res.Boundary, res.BoundarySetID, res.SetRedoWALFile, tc.want, tc.wantSet)
 			}
 			h.assertDeleted(t, h.fix.DeleteFor(tc.want))
 		})
@@ -327,6 +373,17 @@ func TestRefusals(t *testing.T) {
 			onlySets(snaps)(h)
 		}
 	}
+	// withTags adds to the harness's sets one that bounds the prune (completed or pending),
+	// with the lowest redo point, and its tags changed by edit.
+	withTags := func(status snapset.Status, edit func(tags map[string]string)) func(h *harness) {
+		return func(h *harness) {
+			snaps := setSnapshots("main", "edited", t0, status, seg(1, segNo(unitBoundary)-10).String())
+			for i := range snaps {
+				edit(snaps[i].Tags)
+			}
+			h.snaps.Put(snaps...)
+		}
+	}
 	tests := []struct {
 		name    string
 		setup   func(h *harness)
@@ -335,6 +392,28 @@ func TestRefusals(t *testing.T) {
 		// noLease: refused before the lease is taken.
 		noLease bool
 	}{
+		{name: "redo-lsn tag missing", setup: withTags(snapset.StatusCompleted, func(tags map[string]string) {
+			delete(tags, snapset.TagRedoLSN)
+		}), wantErr: walprune.ErrBoundaryTag},
+		{name: "timeline tag missing", setup: withTags(snapset.StatusCompleted, func(tags map[string]string) {
+			delete(tags, snapset.TagTimeline)
+		}), wantErr: walprune.ErrBoundaryTag},
+		{name: "a pending set without redo tags", setup: withTags(snapset.StatusPending, func(tags map[string]string) {
+			delete(tags, snapset.TagRedoLSN)
+			delete(tags, snapset.TagRedoWALFile)
+		}), wantErr: walprune.ErrBoundaryTag},
+		{name: "redo-wal-file later than its redo-lsn", setup: withTags(snapset.StatusCompleted, func(tags map[string]string) {
+			tags[snapset.TagRedoWALFile] = seg(1, segNo(unitBoundary)+100).String()
+		}), wantErr: walprune.ErrBoundaryTag},
+		{name: "redo-wal-file on another timeline than the timeline tag", setup: withTags(snapset.StatusCompleted, func(tags map[string]string) {
+			tags[snapset.TagTimeline] = "2"
+		}), wantErr: walprune.ErrBoundaryTag},
+		{name: "redo-lsn malformed", setup: withTags(snapset.StatusCompleted, func(tags map[string]string) {
+			tags[snapset.TagRedoLSN] = "A3F000028"
+		}), wantErr: walprune.ErrBoundaryTag},
+		{name: "segment size is not the cluster's", setup: func(h *harness) {
+			h.setArchive(func(a *config.Archive) { a.SegmentSizeMiB = 32 })
+		}, wantErr: walprune.ErrBoundaryTag},
 		{name: "no snapshot set at all", setup: onlySets(), wantErr: walprune.ErrNoCompletedSet},
 		{name: "no completed set", setup: onlySets(
 			setSnapshots("main", "p", t0, snapset.StatusPending, unitBoundary.String()),
