@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,5 +65,32 @@ func writeFile(t *testing.T, dir, name string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestDirSourceList(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"main.json", "other.json", "broken.json", "Upper.json", "notes.txt", ".hidden.json", "x.json.bak"} {
+		writeFile(t, dir, name, doc())
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub.json"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var src config.Source = config.DirSource{Dir: dir}
+	lister, ok := src.(config.Lister)
+	if !ok {
+		t.Fatal("DirSource does not implement config.Lister")
+	}
+	got, err := lister.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every name Load could be asked for, sorted; files that cannot hold a cluster are left out.
+	if want := []string{"broken", "main", "other"}; !slices.Equal(got, want) {
+		t.Fatalf("List = %q, want %q", got, want)
+	}
+	_, err = config.DirSource{Dir: filepath.Join(dir, "missing")}.List(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("List of a missing directory: %v, want an error naming it", err)
 	}
 }
