@@ -5,6 +5,7 @@ package paramstore
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,11 +18,13 @@ import (
 // API is the part of SSM the Source calls.
 type API interface {
 	GetParameter(ctx context.Context, params *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+	GetParametersByPath(ctx context.Context, params *ssm.GetParametersByPathInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
 }
 
 var (
 	_ API           = (*ssm.Client)(nil)
 	_ config.Source = (*Source)(nil)
+	_ config.Lister = (*Source)(nil)
 )
 
 // Source loads cluster configurations from Parameter Store.
@@ -63,4 +66,29 @@ func (s *Source) Load(ctx context.Context, cluster string) (config.Cluster, erro
 		return config.Cluster{}, fmt.Errorf("SSM parameter %s: name %q does not match the parameter's cluster %q", name, c.Name, cluster)
 	}
 	return c, nil
+}
+
+// List implements config.Lister: the clusters with a parameter directly under the prefix
+// (GetParametersByPath, not recursive, every page). Values are not decrypted: only the names
+// are needed, and a document that does not parse fails when it is loaded. It needs
+// ssm:GetParametersByPath on the prefix itself.
+func (s *Source) List(ctx context.Context) ([]string, error) {
+	var names []string
+	p := ssm.NewGetParametersByPathPaginator(s.api, &ssm.GetParametersByPathInput{
+		Path: aws.String(s.prefix), Recursive: aws.Bool(false), WithDecryption: aws.Bool(false),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list cluster configurations under SSM path %s: %w", s.prefix, err)
+		}
+		for _, prm := range page.Parameters {
+			name, ok := strings.CutPrefix(aws.ToString(prm.Name), s.prefix+"/")
+			if ok && config.ValidName(name) {
+				names = append(names, name)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }

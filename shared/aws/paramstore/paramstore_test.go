@@ -3,6 +3,8 @@ package paramstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -78,4 +80,48 @@ func TestLoad(t *testing.T) {
 			t.Fatalf("err = %v, want a name mismatch error", err)
 		}
 	})
+}
+
+func TestList(t *testing.T) {
+	srv := moto.StartForTest(t)
+	ctx := context.Background()
+	cfg, err := moto.Config(ctx, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ssm.NewFromConfig(cfg)
+	// More parameters than one GetParametersByPath page (10), a nested one, a neighbouring
+	// prefix and a name that cannot be a cluster.
+	var want []string
+	for i := 0; i < 12; i++ {
+		name := fmt.Sprintf("c%02d", i)
+		want = append(want, name)
+		putParam(ctx, t, client, "/pgfleet/clusters/"+name, mainDoc)
+	}
+	putParam(ctx, t, client, "/pgfleet/clusters/nested/deeper", mainDoc)
+	putParam(ctx, t, client, "/pgfleet/clusters-old/main", mainDoc)
+	putParam(ctx, t, client, "/pgfleet/clusters/Not_A_Cluster", mainDoc)
+
+	var src config.Source = paramstore.New(client, "/pgfleet/clusters/")
+	lister, ok := src.(config.Lister)
+	if !ok {
+		t.Fatal("paramstore.Source does not implement config.Lister")
+	}
+	got, err := lister.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("List = %q, want %q", got, want)
+	}
+	if got, err := paramstore.New(client, "/nothing/here").List(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("List of an empty prefix = %q, %v", got, err)
+	}
+}
+
+func putParam(ctx context.Context, t *testing.T, client *ssm.Client, name, value string) {
+	t.Helper()
+	if _, err := client.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String(value), Type: types.ParameterTypeSecureString}); err != nil {
+		t.Fatalf("put %s: %v", name, err)
+	}
 }
