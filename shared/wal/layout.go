@@ -434,3 +434,43 @@ func (l *flat) ResumeAfter(key string) (string, bool) {
 	putHex32(b[:], f.Segment.Timeline+1)
 	return l.root + string(b[:]), true
 }
+
+// Overlap reports whether two archives can hold a common key, so that the pruner of one could
+// delete the other's WAL with its own boundary. A pgBackRest archive owns every key under
+// <repo>/archive/<stanza>/; a flat one (WAL-G, plain) owns only the keys right under its root,
+// with no further "/", since it never lists deeper: a plain archive at the bucket root and a
+// pgBackRest repository in a directory of the same bucket do not overlap, two plain prefixes
+// one of which extends the other inside a file name ("wal/" and "wal/db1-") do. A Layout
+// implementation from outside this package is taken to overlap everything.
+func Overlap(a, b Layout) bool {
+	ra, fa, oka := keySpace(a)
+	rb, fb, okb := keySpace(b)
+	if !oka || !okb {
+		return true
+	}
+	switch {
+	case !fa && !fb:
+		return strings.HasPrefix(ra, rb) || strings.HasPrefix(rb, ra)
+	case !fa: // a owns a whole subtree, b one level
+		return strings.HasPrefix(rb, ra)
+	case !fb:
+		return strings.HasPrefix(ra, rb)
+	}
+	short, long := ra, rb
+	if len(short) > len(long) {
+		short, long = long, short
+	}
+	return strings.HasPrefix(long, short) && !strings.Contains(long[len(short):], "/")
+}
+
+// keySpace returns the root of a layout's keys and whether it is flat (keys right under the root
+// only) rather than a whole subtree.
+func keySpace(l Layout) (root string, flatRoot bool, ok bool) {
+	switch l := l.(type) {
+	case *pgBackRest:
+		return l.root, false, true
+	case *flat:
+		return l.root, true, true
+	}
+	return "", false, false
+}

@@ -307,3 +307,65 @@ func TestStopAndResume(t *testing.T) {
 		})
 	}
 }
+
+func TestOverlap(t *testing.T) {
+	pgbr := func(repo, stanza string) Layout {
+		l, err := NewLayout(LayoutPgBackRest, LayoutOptions{RepoPath: repo, Stanza: stanza})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	walg := func(prefix string) Layout {
+		l, err := NewLayout(LayoutWALG, LayoutOptions{Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	plain := func(prefix, ext string) Layout {
+		l, err := NewLayout(LayoutPlain, LayoutOptions{Prefix: prefix, Extension: ext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	tests := []struct {
+		name string
+		a, b Layout
+		want bool
+	}{
+		{name: "pgbackrest, same repo and stanza", a: pgbr("/r", "main"), b: pgbr("r/", "main"), want: true},
+		{name: "pgbackrest, same repo, other stanza", a: pgbr("/r", "main"), b: pgbr("/r", "main-old")},
+		{name: "pgbackrest, other repo", a: pgbr("/r", "main"), b: pgbr("/s", "main")},
+		{name: "pgbackrest repo inside another's stanza", a: pgbr("/r", "main"), b: pgbr("/r/archive/main/x", "main"), want: true},
+		{name: "wal-g, same prefix", a: walg("p"), b: walg("/p/"), want: true},
+		{name: "wal-g, nested prefixes do not share keys", a: walg("p"), b: walg("p/q")},
+		{name: "plain, same prefix, other extension", a: plain("wal/", ".gz"), b: plain("wal/", ""), want: true},
+		{name: "plain, a prefix extending the other within a name", a: plain("wal/", ""), b: plain("wal/db1-", ""), want: true},
+		{name: "plain, bucket root and a name prefix", a: plain("", ""), b: plain("db1-", ".gz"), want: true},
+		{name: "plain, bucket root and a directory", a: plain("", ""), b: plain("wal/", "")},
+		{name: "plain, sibling directories", a: plain("wal/a/", ""), b: plain("wal/b/", "")},
+		{name: "plain at the bucket root beside pgbackrest", a: plain("", ".gz"), b: pgbr("", "main")},
+		{name: "plain inside a pgbackrest stanza", a: pgbr("/r", "main"), b: plain("r/archive/main/15-1/0000000100000000/", ""), want: true},
+		{name: "plain above a pgbackrest stanza", a: plain("r/archive/", ""), b: pgbr("/r", "main")},
+		{name: "plain on wal-g's directory", a: plain("p/wal_005/", ".lz4"), b: walg("p"), want: true},
+		{name: "wal-g at the bucket root beside plain at the root", a: walg(""), b: plain("", "")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Overlap(tt.a, tt.b); got != tt.want {
+				t.Fatalf("Overlap = %v, want %v", got, tt.want)
+			}
+			if got := Overlap(tt.b, tt.a); got != tt.want {
+				t.Fatalf("Overlap reversed = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if !Overlap(pgbr("/r", "main"), otherLayout{}) {
+		t.Fatal("a layout Overlap does not know must be taken to overlap")
+	}
+}
+
+// otherLayout is a Layout implementation from outside the package.
+type otherLayout struct{ Layout }
