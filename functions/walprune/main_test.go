@@ -18,7 +18,8 @@ import (
 // TestBootstrapAgainstRuntimeAPI runs the real walprune bootstrap the way Lambda does, against AWS
 // APIs served by moto_server: a bad event, an unknown cluster, a keepFrom that is not a WAL name
 // and a cluster without any completed snapshot set each get a clear error (the last after reading
-// the configuration from SSM Parameter Store, taking the lease and listing EC2 snapshots).
+// the configuration from SSM Parameter Store, taking the lease and listing EC2 snapshots); then a
+// second cluster configured on the same archive gets the run refused.
 func TestBootstrapAgainstRuntimeAPI(t *testing.T) {
 	srv := moto.StartForTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -61,4 +62,22 @@ func TestBootstrapAgainstRuntimeAPI(t *testing.T) {
 			}
 		})
 	}
+
+	// A second cluster whose configuration points at the same archive: the pruner lists the
+	// clusters under the parameter prefix and refuses before it reads any snapshot.
+	t.Run("another cluster shares the archive", func(t *testing.T) {
+		copyDoc := strings.Replace(doc, `"name":"main"`, `"name":"copy"`, 1)
+		if _, err := ssm.NewFromConfig(cfg).PutParameter(ctx, &ssm.PutParameterInput{
+			Name: aws.String("/pgfleet/clusters/copy"), Value: aws.String(copyDoc), Type: ssmtypes.ParameterTypeSecureString,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := rt.Invoke(ctx, []byte(`{"cluster":"main"}`))
+		if err != nil {
+			t.Fatalf("%v; output:\n%s", err, out)
+		}
+		if !a.Error || !strings.Contains(a.Body, "archive shared with another cluster") || !strings.Contains(a.Body, "copy") {
+			t.Fatalf("want a refusal naming cluster copy, got %+v", a)
+		}
+	})
 }

@@ -78,12 +78,15 @@ const (
 
 // Errors a caller can test for.
 var (
-	ErrBadRequest       = errors.New("bad request")
-	ErrNoArchive        = errors.New("cluster configuration has no archive section")
-	ErrNoCompletedSet   = snapset.ErrNoCompletedSet
-	ErrBoundaryTag      = snapset.ErrBoundaryTag
-	ErrUnreadableSet    = errors.New("snapshot with unreadable set tags")
-	ErrKeyOutside       = errors.New("planned key outside the archive")
+	ErrBadRequest     = errors.New("bad request")
+	ErrNoArchive      = errors.New("cluster configuration has no archive section")
+	ErrNoCompletedSet = snapset.ErrNoCompletedSet
+	ErrBoundaryTag    = snapset.ErrBoundaryTag
+	ErrUnreadableSet  = errors.New("snapshot with unreadable set tags")
+	ErrKeyOutside     = errors.New("planned key outside the archive")
+	// ErrSharedArchive: another cluster's configuration points at keys of this archive; each
+	// pruner would delete the other's WAL with its own boundary.
+	ErrSharedArchive    = errors.New("archive shared with another cluster")
 	ErrIncompleteDelete = errors.New("some objects were not deleted")
 )
 
@@ -236,6 +239,9 @@ func (p *Pruner) Run(ctx context.Context, req events.WALPruneRequest) (res Resul
 	res.Prefix = strings.Join(roots, ",")
 	if arch.Bucket == "" {
 		return p.fail(res, start, fmt.Errorf("cluster %s: archive.bucket is empty", cfg.Name))
+	}
+	if err := p.checkSharedArchive(ctx, cfg.Name, arch, layout); err != nil {
+		return p.fail(res, start, err)
 	}
 	log := p.log().With("cluster", cfg.Name, "bucket", arch.Bucket)
 
@@ -507,6 +513,43 @@ func (p *Pruner) boundarySet(ctx context.Context, cluster string, segSize int64)
 		return snapset.PruneBound{}, fmt.Errorf("cluster %s: %w", cluster, err)
 	}
 	return bound, nil
+}
+
+// checkSharedArchive refuses the archive when another cluster's configuration points at keys of
+// it (same bucket, key spaces that overlap: wal.Overlap), since each cluster's pruner would
+// delete the other's WAL with its own boundary. Only a configuration source that can list its
+// clusters (config.Lister) can tell; when it can, a cluster that cannot be listed or read
+// refuses the run too, as nothing then rules the overlap out.
+func (p *Pruner) checkSharedArchive(ctx context.Context, cluster string, arch config.Archive, layout wal.Layout) error {
+	lister, ok := p.Configs.(config.Lister)
+	if !ok {
+		return nil
+	}
+	names, err := lister.List(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster %s: check that no other cluster shares the archive: %w", cluster, err)
+	}
+	for _, name := range names {
+		if name == cluster {
+			continue
+		}
+		other, err := p.Configs.Load(ctx, name)
+		if err != nil {
+			return fmt.Errorf("cluster %s: check that cluster %s does not share the archive: %w", cluster, name, err)
+		}
+		if other.Archive == nil || other.Archive.Bucket != arch.Bucket {
+			continue
+		}
+		ol, err := NewLayout(*other.Archive)
+		if err != nil {
+			return fmt.Errorf("cluster %s: check that cluster %s does not share the archive: its archive: %w", cluster, name, err)
+		}
+		if wal.Overlap(layout, ol) {
+			return fmt.Errorf("cluster %s: %w: cluster %s's archive (%s, prefix %q) and this one (%s, prefix %q) share keys in bucket %s: give each cluster its own prefix or pgBackRest stanza",
+				cluster, ErrSharedArchive, name, other.Archive.Layout, strings.Join(rootPrefixes(ol), ","), arch.Layout, strings.Join(rootPrefixes(layout), ","), arch.Bucket)
+		}
+	}
+	return nil
 }
 
 // maxDeletes is the configured cap (its default when unset), lowered by the event's.

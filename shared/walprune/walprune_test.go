@@ -869,3 +869,83 @@ func summary(res walprune.Result) string {
 	}
 	return string(raw)
 }
+
+// listingConfigs is a configuration source that can also list its clusters (config.Lister), as
+// config.DirSource and paramstore.Source can.
+type listingConfigs struct {
+	*fleetfake.ConfigSource
+	names []string
+	err   error
+}
+
+func (l listingConfigs) List(context.Context) ([]string, error) { return l.names, l.err }
+
+// TestSharedArchiveIsRefused: when the configuration source can list clusters, an archive that
+// another cluster's configuration shares (same bucket, keys that either pruner may list) is
+// refused before anything is listed or deleted, and a source that cannot list is not asked.
+func TestSharedArchiveIsRefused(t *testing.T) {
+	other := func(a *config.Archive) config.Cluster { return clusterConfig("other", a) }
+	tests := []struct {
+		name    string
+		others  []config.Cluster
+		names   []string // List's answer; nil: the clusters of others plus main
+		listErr error
+		wantErr error // nil: the run prunes
+	}{
+		{name: "same bucket and stanza", others: []config.Cluster{other(pgbrArchive(bucket))}, wantErr: walprune.ErrSharedArchive},
+		{name: "same bucket, a repo inside this stanza", others: []config.Cluster{other(&config.Archive{
+			Layout: "pgbackrest", Bucket: bucket, Prefix: "/pgbackrest/archive/main/old", Stanza: "main", SegmentSizeMiB: 16,
+		})}, wantErr: walprune.ErrSharedArchive},
+		{name: "same bucket, a plain prefix inside this stanza", others: []config.Cluster{other(&config.Archive{
+			Layout: "plain", Bucket: bucket, Prefix: "pgbackrest/archive/main/", SegmentSizeMiB: 16,
+		})}, wantErr: walprune.ErrSharedArchive},
+		{name: "same repo, another stanza", others: []config.Cluster{other(&config.Archive{
+			Layout: "pgbackrest", Bucket: bucket, Prefix: "/pgbackrest", Stanza: "other", SegmentSizeMiB: 16,
+		})}},
+		{name: "same prefix in another bucket", others: []config.Cluster{other(pgbrArchive("another-bucket"))}},
+		{name: "plain at the root of the same bucket", others: []config.Cluster{other(&config.Archive{
+			Layout: "plain", Bucket: bucket, SegmentSizeMiB: 16,
+		})}},
+		{name: "no archive section", others: []config.Cluster{other(nil)}},
+		{name: "one of several", others: []config.Cluster{
+			other(nil), clusterConfig("third", pgbrArchive("another-bucket")), clusterConfig("fourth", pgbrArchive(bucket)),
+		}, wantErr: walprune.ErrSharedArchive},
+		{name: "the clusters cannot be listed", listErr: errors.New("AccessDeniedException: ssm:GetParametersByPath"), wantErr: errAny},
+		{name: "a listed cluster cannot be read", names: []string{"main", "gone"}, wantErr: config.ErrUnknownCluster},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			names := tc.names
+			if names == nil {
+				names = []string{"main"}
+			}
+			for _, c := range tc.others {
+				h.configs.Put(c)
+				if tc.names == nil {
+					names = append(names, c.Name)
+				}
+			}
+			h.p.Configs = listingConfigs{ConfigSource: h.configs, names: names, err: tc.listErr}
+			res, err := h.run(context.Background(), events.WALPruneRequest{})
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				h.assertDeleted(t, h.fix.Delete)
+				return
+			}
+			if err == nil || (tc.wantErr != errAny && !errors.Is(err, tc.wantErr)) {
+				t.Fatalf("Run: %v, want %v; result %s", err, tc.wantErr, summary(res))
+			}
+			if res.Status != walprune.StatusFailed || res.Reason != err.Error() {
+				t.Fatalf("result %s", summary(res))
+			}
+			h.assertNothingDeleted(t)
+			if len(h.arch.lists) != 0 || len(h.lease.Calls()) != 0 {
+				t.Errorf("refused after %d listings and %d lease calls, want none", len(h.arch.lists), len(h.lease.Calls()))
+			}
+			t.Log(err)
+		})
+	}
+}
