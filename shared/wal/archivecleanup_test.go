@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -234,4 +236,287 @@ func minus(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// cleanupArchive is one generated archive: the S3 objects of a layout and, for each key that
+// pg_archivecleanup would see in a directory, the file name it sees there ("" for keys it never
+// sees: metadata, junk outside the file name forms, keys outside the layout).
+type cleanupArchive struct {
+	objs    []ObjectInfo
+	dirName map[string]string
+	// hasSegmentAtBoundary: a complete segment at or past the boundary is archived, so pgfleet
+	// must plan exactly what pg_archivecleanup deletes (else it refuses: ErrBoundaryAhead).
+	hasSegmentAtBoundary bool
+	// markerBeforeSegment: a .backup or .partial file at or past the boundary sorts, in its
+	// listing, before the first complete segment at or past it (what stopped listings early).
+	markerBeforeSegment bool
+}
+
+// cleanupLayout renders WAL file names as the keys of one layout.
+type cleanupLayout struct {
+	name   string
+	layout Layout
+	// ext is pg_archivecleanup's -x for the names the directory gets.
+	ext string
+	// key returns the object key of a WAL file name (bare: no compression, no checksum) and
+	// the name pg_archivecleanup sees; ok is false for kinds the layout stores elsewhere.
+	key func(rng *rand.Rand, name string, kind FileKind) (key, dirName string)
+	// extra returns keys that are not WAL files of the archive: metadata, junk, other
+	// prefixes and sub-directories, each with the name pg_archivecleanup sees or "".
+	extra func() map[string]string
+}
+
+func cleanupLayouts(t *testing.T) []cleanupLayout {
+	t.Helper()
+	mk := func(kind string, o LayoutOptions) Layout {
+		l, err := NewLayout(kind, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	var out []cleanupLayout
+	for _, prefix := range []string{"", "db/main/"} {
+		pgbrRoot := prefix + "archive/main/"
+		out = append(out, cleanupLayout{
+			name: "pgbackrest/" + prefix, layout: mk(LayoutPgBackRest, LayoutOptions{RepoPath: prefix, Stanza: "main"}),
+			key: func(_ *rand.Rand, name string, kind FileKind) (string, string) {
+				switch kind {
+				case KindHistory:
+					return pgbrRoot + "15-1/" + name, name
+				case KindBackup:
+					return pgbrRoot + "15-1/" + name[:16] + "/" + name, name
+				}
+				return pgbrRoot + "15-1/" + name[:16] + "/" + name + "-" + fakeSHA1(name) + ".gz", name
+			},
+			extra: func() map[string]string {
+				return map[string]string{
+					pgbrRoot + "archive.info": "", pgbrRoot + "archive.info.copy": "",
+					pgbrRoot + "15-1/0000000100000000/README":                                                        "",
+					prefix + "archive/other/15-1/0000000100000000/000000010000000000000001-" + fakeSHA1("a") + ".gz": "",
+					prefix + "backup/main/backup.info":                                                               "",
+				}
+			},
+		})
+		walgRoot := prefix + "wal_005/"
+		out = append(out, cleanupLayout{
+			name: "wal-g/" + prefix, layout: mk(LayoutWALG, LayoutOptions{Prefix: prefix}), ext: ".lz4",
+			key: func(rng *rand.Rand, name string, _ FileKind) (string, string) {
+				// WAL-G compresses everything; an uncompressed upload is read the same way by
+				// both sides.
+				if rng.IntN(5) == 0 {
+					return walgRoot + name, name
+				}
+				return walgRoot + name + ".lz4", name + ".lz4"
+			},
+			extra: func() map[string]string {
+				return map[string]string{
+					walgRoot + "foo": "foo", walgRoot + "000000010000000000000001.lz4.tmp": "000000010000000000000001.lz4.tmp",
+					walgRoot + "nested/000000010000000000000001.lz4":                                   "",
+					prefix + "basebackups_005/base_000000010000000000000001_backup_stop_sentinel.json": "",
+				}
+			},
+		})
+		for _, ext := range []string{"", ".gz"} {
+			out = append(out, cleanupLayout{
+				name: "plain" + ext + "/" + prefix, layout: mk(LayoutPlain, LayoutOptions{Prefix: prefix, Extension: ext}), ext: ext,
+				key: func(_ *rand.Rand, name string, _ FileKind) (string, string) {
+					return prefix + name + ext, name + ext
+				},
+				extra: func() map[string]string {
+					m := map[string]string{
+						prefix + "000000010000000000000001.bz2": "000000010000000000000001.bz2",
+						prefix + "notes.txt":                    "notes.txt",
+						prefix + "sub/000000010000000000000001": "",
+						"elsewhere/000000010000000000000002":    "",
+					}
+					if prefix != "" {
+						m["000000010000000000000003"+ext] = ""
+					}
+					return m
+				},
+			})
+		}
+	}
+	return out
+}
+
+// genCleanupNames draws WAL file names around a boundary at segment number b: segments, partial
+// and backup history files on three timelines, and history files.
+func genCleanupNames(rng *rand.Rand, t testing.TB, b uint64) []string {
+	var names []string
+	for tli := uint32(1); tli <= 3; tli++ {
+		for n := b - 6; n <= b+6; n++ {
+			s := segName(t, tli, n)
+			if rng.IntN(3) > 0 {
+				names = append(names, s)
+			}
+			// Markers near the boundary, often enough that they precede its segment.
+			near := n+2 >= b && n <= b+2
+			if rng.IntN(8) == 0 || near && rng.IntN(3) == 0 {
+				names = append(names, s+".partial")
+			}
+			if rng.IntN(8) == 0 || near && rng.IntN(3) == 0 {
+				names = append(names, fmt.Sprintf("%s.%08X.backup", s, 0x28*(1+rng.IntN(4))))
+			}
+		}
+		if tli > 1 && rng.IntN(2) == 0 {
+			names = append(names, fmt.Sprintf("%08X.history", tli))
+		}
+	}
+	sort.Strings(names)
+	return slices.Compact(names)
+}
+
+func (cl cleanupLayout) render(rng *rand.Rand, t testing.TB, names []string, boundary Segment) cleanupArchive {
+	a := cleanupArchive{dirName: map[string]string{}}
+	add := func(key, dirName string) {
+		a.objs = append(a.objs, ObjectInfo{Key: key, Size: int64(len(key))})
+		a.dirName[key] = dirName
+	}
+	for _, name := range names {
+		f, err := ParseFileName(name)
+		if err != nil {
+			t.Fatalf("generated %q: %v", name, err)
+		}
+		key, dirName := cl.key(rng, name, f.Kind)
+		add(key, dirName)
+		if f.Kind == KindSegment && f.Segment.Compare(boundary) >= 0 {
+			a.hasSegmentAtBoundary = true
+		}
+	}
+	for key, dirName := range cl.extra() {
+		add(key, dirName)
+	}
+	sort.Slice(a.objs, func(i, j int) bool { return a.objs[i].Key < a.objs[j].Key })
+	// In each listing (a pgBackRest directory, a flat timeline), does a marker at or past the
+	// boundary come before the first segment at or past it?
+	seen := map[string]bool{}
+	for _, o := range a.objs {
+		f, ok := cl.layout.Parse(o.Key)
+		if !ok || f.Segment.Compare(boundary) < 0 {
+			continue
+		}
+		group := fmt.Sprintf("%s %08X", o.Key[:strings.LastIndexByte(o.Key, '/')+1], f.Segment.Timeline)
+		switch f.Kind {
+		case KindSegment:
+			seen[group] = true
+		case KindBackup, KindPartial:
+			if !seen[group] {
+				a.markerBeforeSegment = true
+			}
+		}
+	}
+	return a
+}
+
+// TestCollectAndPlanMatchPgArchiveCleanup drives the whole pruning path, Collect through an
+// in-memory S3 listing (prefix, delimiter, StartAfter, pages) and then NewPlan, over random
+// archives in every layout, at the bucket root and under a prefix, with .backup, .partial and
+// .history files around the boundary, and compares what it deletes with what the real
+// pg_archivecleanup deletes from a directory of the same WAL file names. When no complete
+// segment at or past the boundary is archived, pgfleet must refuse instead (ErrBoundaryAhead).
+func TestCollectAndPlanMatchPgArchiveCleanup(t *testing.T) {
+	bin := testutil.RequireBinary(t, pgArchiveCleanup)
+	rng := rand.New(rand.NewPCG(20261130, 9))
+	const perLayout = 30
+	var compared, deletions, markerCases, refusals int
+	for _, cl := range cleanupLayouts(t) {
+		for i := 0; i < perLayout; i++ {
+			b := 0xFC + uint64(rng.IntN(8)) // around the change of log id
+			boundarySeg, err := SegmentFromSegNo(uint32(1+rng.IntN(3)), b, DefaultSegmentSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			restart := boundarySeg.String()
+			switch rng.IntN(4) {
+			case 1:
+				restart += ".partial"
+			case 2:
+				restart += ".00000028.backup"
+			}
+			names := genCleanupNames(rng, t, b)
+			arch := cl.render(rng, t, names, boundarySeg)
+			pageSize := []int{1, 2, 5, 1000}[rng.IntN(4)]
+			t.Run(fmt.Sprintf("%s/%02d/%s/page=%d", cl.name, i, restart, pageSize), func(t *testing.T) {
+				var dirNames []string
+				for _, n := range arch.dirName {
+					if n != "" {
+						dirNames = append(dirNames, n)
+					}
+				}
+				want, err := runArchiveCleanup(t, bin, writeDir(t, dirNames), cl.ext, restart)
+				if err != nil {
+					t.Fatal(err)
+				}
+				boundary, err := ParseBoundaryName(restart)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bucket := newMemBucket(arch.objs, pageSize)
+				objs, err := Collect(context.Background(), bucket, cl.layout, boundary)
+				if err != nil {
+					t.Fatalf("Collect: %v", err)
+				}
+				assertNoListingPastTheBoundary(t, bucket, cl.layout, boundary)
+				plan, err := NewPlan(objs, cl.layout, boundary, Options{})
+				if !arch.hasSegmentAtBoundary && len(want) > 0 {
+					if !errors.Is(err, ErrBoundaryAhead) {
+						t.Fatalf("no segment at or past the boundary is archived: NewPlan = %d deletions, %v; want ErrBoundaryAhead", len(plan.Delete), err)
+					}
+					refusals++
+					return
+				}
+				if err != nil {
+					t.Fatalf("NewPlan: %v (pg_archivecleanup deletes %d files)", err, len(want))
+				}
+				var got []string
+				for _, o := range plan.Delete {
+					n := arch.dirName[o.Key]
+					if n == "" {
+						t.Fatalf("planned %q, which pg_archivecleanup never sees", o.Key)
+					}
+					got = append(got, n)
+				}
+				sort.Strings(got)
+				if !sameNames(got, want) {
+					t.Fatalf("pgfleet plans %d deletions, pg_archivecleanup %d\npgfleet only: %v\npg_archivecleanup only: %v",
+						len(got), len(want), minus(got, want), minus(want, got))
+				}
+				compared++
+				deletions += len(want)
+				if arch.markerBeforeSegment {
+					markerCases++
+				}
+			})
+		}
+	}
+	// The comparison must exercise what it is for: many deletions, and listings that meet a
+	// .backup or .partial at or past the boundary before the segment that proves it archived.
+	if compared < 150 || deletions < 2000 || markerCases < 40 {
+		t.Fatalf("weak comparison: %d archives compared (%d deletions, %d with a marker before the boundary's segment), %d refusals",
+			compared, deletions, markerCases, refusals)
+	}
+	t.Logf("Collect + NewPlan and pg_archivecleanup agree on %d archives (%d deletions; %d with a .backup or .partial at or past the boundary before its segment); %d refused as ahead of the archive",
+		compared, deletions, markerCases, refusals)
+}
+
+// assertNoListingPastTheBoundary checks Collect's listings: no page was requested after a page
+// in which the listing met a complete segment at or past the boundary (StopAfter).
+func assertNoListingPastTheBoundary(t *testing.T, bucket *memBucket, l Layout, b Segment) {
+	t.Helper()
+	for _, c := range bucket.calls {
+		reached := false
+		for _, k := range c.keys {
+			reached = reached || l.StopAfter(k, b)
+		}
+		if !reached || c.next == "" {
+			continue
+		}
+		for _, d := range bucket.calls {
+			if d.req == c.req && d.token == c.next {
+				t.Fatalf("listing %+v continued past the page that reached the boundary", c.req)
+			}
+		}
+	}
 }

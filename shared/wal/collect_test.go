@@ -38,6 +38,8 @@ func TestCollectMatchesFullListing(t *testing.T) {
 		"0000000200000001000000A1", // the switch to timeline 2
 		"000000030000000200000050", // timeline 2 positions on a timeline 3 name
 		"0000000300000003000000A0", // the newest segment
+		"0000000100000001000000A0", // a backup history file at the boundary, the end of timeline 1
+		"000000020000000200000010", // a backup history file at the boundary, mid timeline
 	}
 	for _, layout := range []string{LayoutPgBackRest, LayoutWALG, LayoutPlain} {
 		keys := wideArchive().keys(t, layout)
@@ -72,9 +74,10 @@ func TestCollectMatchesFullListing(t *testing.T) {
 						t.Fatalf("collected listing plans %d deletions, full listing %d", len(listed.Delete), len(full.Delete))
 					}
 					// Collect keeps nothing twice and, per directory and timeline, at most the one
-					// WAL file where the listing stopped.
+					// complete segment at or past the boundary where the listing stopped, with
+					// no WAL file of that listing after it.
 					seen := map[string]bool{}
-					past := map[string]int{}
+					stop := map[string]string{}
 					for _, o := range got {
 						if seen[o.Key] {
 							t.Fatalf("%s collected twice", o.Key)
@@ -84,16 +87,15 @@ func TestCollectMatchesFullListing(t *testing.T) {
 						if !ok {
 							t.Fatalf("collected %s, which is not part of the archive", o.Key)
 						}
+						group := fmt.Sprintf("%s %08X", o.Key[:strings.LastIndexByte(o.Key, '/')], f.Segment.Timeline)
 						switch f.Kind {
 						case KindSegment, KindPartial, KindBackup:
-							if f.Segment.Compare(b) >= 0 {
-								past[fmt.Sprintf("%s %08X", o.Key[:strings.LastIndexByte(o.Key, '/')], f.Segment.Timeline)]++
+							if s, stopped := stop[group]; stopped {
+								t.Fatalf("collected %s after %s, where the listing of %s reached the boundary", o.Key, s, group)
 							}
-						}
-					}
-					for group, n := range past {
-						if n > 1 {
-							t.Fatalf("collected %d WAL files at or past the boundary in %s, want at most 1", n, group)
+							if f.Kind == KindSegment && f.Segment.Compare(b) >= 0 {
+								stop[group] = o.Key
+							}
 						}
 					}
 					// No page is requested after a page that reached the boundary.

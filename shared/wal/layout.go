@@ -51,8 +51,13 @@ type Layout interface {
 	// PrefixesToList picks, in key order, the CommonPrefixes of a delimited listing that may
 	// hold files before the boundary, and says how to list each of them.
 	PrefixesToList(commonPrefixes []string, boundary Segment) []ListRequest
-	// StopAfter reports whether key is a WAL file at or past the boundary such that no key
-	// listed after it in the same request can be deleted.
+	// StopAfter reports whether key is a complete WAL segment at or past the boundary: no key
+	// listed after it in the same request can be deleted, and it shows NewPlan that the
+	// boundary is archived. A .backup or .partial file at or past the boundary does not stop
+	// the listing, which goes on to the first complete segment: such a file proves nothing
+	// archived (in a flat archive X.00000028.backup.gz sorts before X.gz, and a .partial may
+	// end its timeline), and stopping there left NewPlan refusing with ErrBoundaryAhead run
+	// after run.
 	StopAfter(key string, boundary Segment) bool
 	// ResumeAfter returns, for a key StopAfter stopped at, the StartAfter of the next request
 	// of the same prefix that may still hold deletable keys (the next timeline of a flat
@@ -302,24 +307,18 @@ func (l *pgBackRest) PrefixesToList(commonPrefixes []string, boundary Segment) [
 }
 
 func (l *pgBackRest) StopAfter(key string, boundary Segment) bool {
-	return atOrPastBoundary(l, key, boundary)
+	return segmentAtOrPast(l, key, boundary)
 }
 
 // ResumeAfter is always false: a 16-hex directory holds a single timeline.
 func (l *pgBackRest) ResumeAfter(string) (string, bool) { return "", false }
 
-// atOrPastBoundary reports whether key is a segment, partial or backup file at or after the
-// boundary position.
-func atOrPastBoundary(l Layout, key string, boundary Segment) bool {
+// segmentAtOrPast reports whether key is a complete segment at or after the boundary position.
+// Within one listing (a pgBackRest directory, a flat archive's timeline) every key after it is
+// at or past the boundary too, so nothing after it can be deleted.
+func segmentAtOrPast(l Layout, key string, boundary Segment) bool {
 	f, ok := l.Parse(key)
-	if !ok {
-		return false
-	}
-	switch f.Kind {
-	case KindSegment, KindPartial, KindBackup:
-		return f.Segment.Compare(boundary) >= 0
-	}
-	return false
+	return ok && f.Kind == KindSegment && f.Segment.Compare(boundary) >= 0
 }
 
 // flat is an archive whose files all sit right under one key prefix, in key order timeline by
@@ -420,7 +419,7 @@ func (l *flat) Parse(key string) (File, bool) {
 func (l *flat) PrefixesToList([]string, Segment) []ListRequest { return nil }
 
 func (l *flat) StopAfter(key string, boundary Segment) bool {
-	return atOrPastBoundary(l, key, boundary)
+	return segmentAtOrPast(l, key, boundary)
 }
 
 // ResumeAfter skips the rest of key's timeline: every later key of that timeline is at or past

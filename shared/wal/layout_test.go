@@ -278,15 +278,22 @@ func TestStopAndResume(t *testing.T) {
 		{name: "pgbackrest before", layout: pgbr, key: "archive/main/15-1/0000000200000001/00000002000000010000000F-" + testSHA1 + ".gz"},
 		{name: "pgbackrest at boundary", layout: pgbr, key: "archive/main/15-1/0000000200000001/000000020000000100000010-" + testSHA1 + ".gz", wantStop: true},
 		{name: "pgbackrest lower timeline at boundary", layout: pgbr, key: "archive/main/15-1/0000000100000001/000000010000000100000010-" + testSHA1 + ".gz", wantStop: true},
-		{name: "pgbackrest backup marker past", layout: pgbr, key: "archive/main/15-1/0000000200000001/000000020000000100000011.00000028.backup", wantStop: true},
+		// A backup history or partial file does not prove the boundary archived: the listing
+		// goes on to the first complete segment.
+		{name: "pgbackrest backup marker past", layout: pgbr, key: "archive/main/15-1/0000000200000001/000000020000000100000011.00000028.backup"},
+		{name: "pgbackrest partial at boundary", layout: pgbr, key: "archive/main/15-1/0000000200000001/000000020000000100000010.partial-" + testSHA1 + ".gz"},
 		{name: "pgbackrest history", layout: pgbr, key: "archive/main/15-1/00000009.history"},
 		{name: "pgbackrest junk", layout: pgbr, key: "archive/main/15-1/0000000200000001/zzz"},
 		{name: "walg before", layout: walg, key: "p/wal_005/000000020000000100000001.lz4"},
 		{name: "walg past", layout: walg, key: "p/wal_005/000000020000000200000000.lz4", wantStop: true, wantResume: "p/wal_005/00000003"},
-		{name: "walg partial at boundary", layout: walg, key: "p/wal_005/000000010000000100000010.partial.lz4", wantStop: true, wantResume: "p/wal_005/00000002"},
+		{name: "walg partial at boundary", layout: walg, key: "p/wal_005/000000010000000100000010.partial.lz4"},
+		{name: "walg backup at boundary", layout: walg, key: "p/wal_005/000000020000000100000010.00000028.backup.lz4"},
+		{name: "walg segment at boundary on a lower timeline", layout: walg, key: "p/wal_005/000000010000000100000010.lz4", wantStop: true, wantResume: "p/wal_005/00000002"},
 		{name: "walg last timeline", layout: walg, key: "p/wal_005/FFFFFFFF0000000200000000.lz4", wantStop: true},
 		{name: "plain past", layout: plain, key: "w/000000050000000100000010.gz", wantStop: true, wantResume: "w/00000006"},
 		{name: "plain other extension", layout: plain, key: "w/000000050000000100000010.bz2"},
+		{name: "plain backup past", layout: plain, key: "w/000000050000000100000010.00000028.backup.gz"},
+		{name: "plain partial past", layout: plain, key: "w/000000050000000100000011.partial.gz"},
 		{name: "outside", layout: plain, key: "x/000000050000000100000010.gz"},
 	}
 	for _, tt := range tests {
