@@ -43,3 +43,38 @@ func TestCheckPlan(t *testing.T) {
 		})
 	}
 }
+
+// A plain archive at the bucket root owns the keys without a "/": they are inside, and nothing
+// in a "directory" of the bucket is.
+func TestCheckPlanAtTheBucketRoot(t *testing.T) {
+	layout, err := wal.NewLayout(wal.LayoutPlain, wal.LayoutOptions{Extension: ".gz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := rootPrefixes(layout)
+	boundary := wal.Segment{Timeline: 1, Log: 5, Seg: 0x10}
+	tests := []struct {
+		name string
+		key  string
+		ok   bool
+	}{
+		{name: "segment before the boundary", key: "0000000100000004000000FF.gz", ok: true},
+		{name: "partial before the boundary", key: "00000001000000050000000F.partial.gz", ok: true},
+		{name: "uncompressed segment before the boundary", key: "0000000100000004000000FF", ok: true},
+		{name: "the boundary itself", key: "000000010000000500000010.gz"},
+		{name: "in a directory of the bucket", key: "wal/0000000100000004000000FF.gz"},
+		{name: "in a directory named like a segment", key: "0000000100000004000000FF.gz/x"},
+		{name: "backup history", key: "000000010000000400000001.00000028.backup.gz"},
+		{name: "timeline history", key: "00000002.history"},
+		{name: "another extension", key: "0000000100000004000000FF.bz2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := wal.Plan{Boundary: boundary, Delete: []wal.ObjectInfo{{Key: tc.key}}}
+			err := checkPlan(plan, layout, roots, boundary)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrKeyOutside)) {
+				t.Fatalf("checkPlan(%q) = %v, want ok %v", tc.key, err, tc.ok)
+			}
+		})
+	}
+}

@@ -590,12 +590,14 @@ func rootPrefixes(l wal.Layout) []string {
 }
 
 // checkPlan makes sure, before anything is sent, that every planned key is inside the archive's
-// root prefix and is a segment or partial segment before the boundary.
+// root prefix and is a segment or partial segment of the layout before the boundary. An empty
+// root is a plain archive at the bucket root: every key starts with it, and the layout's Parse
+// (which owns only the keys without a "/" there) keeps the rest of the bucket out.
 func checkPlan(plan wal.Plan, layout wal.Layout, roots []string, boundary wal.Segment) error {
 	for _, o := range plan.Delete {
 		inside := false
 		for _, r := range roots {
-			if r != "" && strings.HasPrefix(o.Key, r) {
+			if strings.HasPrefix(o.Key, r) {
 				inside = true
 				break
 			}

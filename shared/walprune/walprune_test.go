@@ -949,3 +949,131 @@ func TestSharedArchiveIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestArchivesThatMustBePruned: archives a new user has, that pg_archivecleanup prunes, must be
+// pruned too (invariant 5's progress half): a plain archive at the bucket root, and backup
+// history or partial files at or past the boundary, which must not stop the listing before the
+// first complete segment that proves the boundary is archived.
+func TestArchivesThatMustBePruned(t *testing.T) {
+	plainKeys := func(prefix, ext string, tli uint32, from, to uint64) []string {
+		var out []string
+		for n := from; n <= to; n++ {
+			out = append(out, prefix+seg(tli, n).String()+ext)
+		}
+		return out
+	}
+	pgbrKeys := func(from, to uint64) []string {
+		var out []string
+		for n := from; n <= to; n++ {
+			out = append(out, pgbrKey("pgbackrest/archive/main/", "15-1", seg(1, n)))
+		}
+		return out
+	}
+	cat := func(parts ...[]string) []string { return slices.Concat(parts...) }
+	tests := []struct {
+		name     string
+		archive  *config.Archive
+		root     string
+		boundary wal.Segment
+		keys     []string // deletable keys, kept keys and keys outside the archive
+		want     []string // what a prune deletes
+	}{
+		{
+			name:     "plain at the bucket root",
+			archive:  &config.Archive{Layout: "plain", Bucket: bucket, SegmentSizeMiB: 16},
+			boundary: seg(1, 0x20),
+			keys: cat(plainKeys("", "", 1, 0x01, 0x30), []string{
+				"00000002.history", "notes.txt", "wal/" + seg(1, 1).String(), "other/" + seg(1, 2).String(),
+			}),
+			want: plainKeys("", "", 1, 0x01, 0x1F),
+		},
+		{
+			name:     "plain at the bucket root, compressed, a backup file at the boundary",
+			archive:  &config.Archive{Layout: "plain", Bucket: bucket, Extension: ".gz", SegmentSizeMiB: 16},
+			boundary: seg(1, 0x20),
+			keys: cat(plainKeys("", ".gz", 1, 0x01, 0x30), []string{
+				seg(1, 0x20).String() + ".00000028.backup.gz", "wal/" + seg(1, 1).String() + ".gz",
+			}),
+			want: plainKeys("", ".gz", 1, 0x01, 0x1F),
+		},
+		{
+			name:     "plain under a prefix, a backup file at the boundary (the issue's example)",
+			archive:  &config.Archive{Layout: "plain", Bucket: bucket, Prefix: "wal/", Extension: ".gz", SegmentSizeMiB: 16},
+			root:     "wal/",
+			boundary: seg(1, 0x20),
+			keys: cat(plainKeys("wal/", ".gz", 1, 0x01, 0x30), []string{
+				"wal/" + seg(1, 0x20).String() + ".00000028.backup.gz", seg(1, 1).String() + ".gz",
+			}),
+			want: plainKeys("wal/", ".gz", 1, 0x01, 0x1F),
+		},
+		{
+			name:     "plain, a partial file past the boundary and a backup file at it, one timeline",
+			archive:  &config.Archive{Layout: "plain", Bucket: bucket, Prefix: "wal/", SegmentSizeMiB: 16},
+			root:     "wal/",
+			boundary: seg(1, 0x20),
+			keys: cat(plainKeys("wal/", "", 1, 0x01, 0x1F), []string{
+				"wal/" + seg(1, 0x20).String() + ".00000028.backup",
+				"wal/" + seg(1, 0x20).String() + ".partial",
+				"wal/" + seg(1, 0x21).String() + ".partial",
+			}, plainKeys("wal/", "", 1, 0x22, 0x24)),
+			want: plainKeys("wal/", "", 1, 0x01, 0x1F),
+		},
+		{
+			name:     "wal-g, a backup file at the boundary",
+			archive:  &config.Archive{Layout: "walg", Bucket: bucket, Prefix: "walg/main", SegmentSizeMiB: 16},
+			root:     "walg/main/wal_005/",
+			boundary: seg(1, 0x20),
+			keys: cat(plainKeys("walg/main/wal_005/", ".lz4", 1, 0x01, 0x30), []string{
+				"walg/main/wal_005/" + seg(1, 0x20).String() + ".00000028.backup.lz4",
+				"walg/main/basebackups_005/base_" + seg(1, 0x20).String() + "_backup_stop_sentinel.json",
+			}),
+			want: plainKeys("walg/main/wal_005/", ".lz4", 1, 0x01, 0x1F),
+		},
+		{
+			name:     "wal-g at the bucket root, promoted: the old timeline's partial past the boundary",
+			archive:  &config.Archive{Layout: "walg", Bucket: bucket, SegmentSizeMiB: 16},
+			root:     "wal_005/",
+			boundary: seg(2, 0x20),
+			keys: cat(plainKeys("wal_005/", ".br", 1, 0x01, 0x1F), []string{
+				"wal_005/" + seg(1, 0x20).String() + ".partial.br",
+				"wal_005/00000002.history.br",
+				"wal_005/" + seg(2, 0x20).String() + ".00000028.backup.br",
+			}, plainKeys("wal_005/", ".br", 2, 0x20, 0x30)),
+			want: plainKeys("wal_005/", ".br", 1, 0x01, 0x1F),
+		},
+		{
+			name:     "pgbackrest, a backup file where the boundary segment is not archived",
+			archive:  pgbrArchive(bucket),
+			root:     "pgbackrest/archive/main/",
+			boundary: seg(1, 0x20),
+			keys: cat(pgbrKeys(0x01, 0x1F), []string{
+				"pgbackrest/archive/main/15-1/0000000100000000/" + seg(1, 0x20).String() + ".00000028.backup",
+				"pgbackrest/archive/main/archive.info",
+			}, pgbrKeys(0x21, 0x30)),
+			want: pgbrKeys(0x01, 0x1F),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			keys := slices.Sorted(slices.Values(tc.keys))
+			want := slices.Sorted(slices.Values(tc.want))
+			h.fix = archiveFixture{Root: tc.root, Keys: keys, Delete: want}
+			h.arch = newMemArchive(bucket, keys)
+			h.arch.pageSize = 7
+			h.p.Archive = h.arch
+			h.configs.Put(clusterConfig("main", tc.archive))
+			h.snaps = fleetfake.NewSnapshotStore()
+			h.snaps.Put(setSnapshots("main", "only", t0, snapset.StatusCompleted, tc.boundary.String())...)
+			h.p.Snapshots = h.snaps
+			res, err := h.run(context.Background(), events.WALPruneRequest{})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if !res.Complete || res.Deleted != len(want) || res.Boundary != tc.boundary.String() {
+				t.Fatalf("result %s", summary(res))
+			}
+			h.assertDeleted(t, want)
+		})
+	}
+}
