@@ -130,6 +130,7 @@ func newHost(t *testing.T, o hostOptions) *host {
 		if err != nil {
 			t.Fatal(err)
 		}
+		src = mutate(t, n, src)
 		p := filepath.Join(base, "scripts", string(n)+".sh")
 		if err := os.WriteFile(p, []byte(src), 0o700); err != nil {
 			t.Fatal(err)
@@ -180,53 +181,72 @@ func (h *host) thawArgs() hostscripts.Args {
 }
 
 // run runs a script with validated arguments and decodes its single result line into res.
-func (h *host) run(script string, n hostscripts.Name, args hostscripts.Args, res any) (code int, elapsed time.Duration) {
-	h.t.Helper()
-	code, elapsed, _ = h.runStderr(script, n, args, res)
+// Every helper takes the calling (sub)test's t, so a failure is reported where it happened.
+func (h *host) run(t testing.TB, script string, n hostscripts.Name, args hostscripts.Args, res any) (code int, elapsed time.Duration) {
+	t.Helper()
+	code, elapsed, _ = h.runStderr(t, script, n, args, res)
 	return code, elapsed
 }
 
-func (h *host) runStderr(script string, n hostscripts.Name, args hostscripts.Args, res any) (code int, elapsed time.Duration, stderr string) {
-	h.t.Helper()
+// runStderr runs a script and decodes its result line with the strict parser the orchestrator
+// uses (hostscripts.ParseFreezeResult, ParseThawResult): every real script output in these tests
+// is also a contract test of that parser, which the fakes' results must pass too.
+func (h *host) runStderr(t testing.TB, script string, n hostscripts.Name, args hostscripts.Args, res any) (code int, elapsed time.Duration, stderr string) {
+	t.Helper()
 	argv, err := args.Argv(n)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	start := time.Now()
-	stdout, stderr, code := runBash(h.t, script, h.env, argv...)
+	stdout, stderr, code := runBash(t, script, h.env, argv...)
 	elapsed = time.Since(start)
 	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
 	if len(lines) != 1 {
-		h.t.Fatalf("%s printed %d lines on stdout; want one JSON line:\n%s\nstderr:\n%s", n, len(lines), stdout, stderr)
+		t.Fatalf("%s printed %d lines on stdout; want one JSON line:\n%s\nstderr:\n%s", n, len(lines), stdout, stderr)
 	}
-	if err := json.Unmarshal([]byte(lines[0]), res); err != nil {
-		h.t.Fatalf("%s result %q: %v\nstderr:\n%s", n, lines[0], err, stderr)
-	}
+	decodeResult(t, n, []byte(lines[0]), res, stderr)
 	if code != 0 {
-		h.t.Logf("%s exit %d: %s", n, code, strings.TrimSpace(stderr))
+		t.Logf("%s exit %d: %s", n, code, strings.TrimSpace(stderr))
 	}
 	return code, elapsed, stderr
 }
 
-func (h *host) doFreeze(args hostscripts.Args) hostscripts.FreezeResult {
-	h.t.Helper()
-	var fr hostscripts.FreezeResult
-	code, took, stderr := h.runStderr(h.freeze, hostscripts.Freeze, args, &fr)
-	if code != 0 || !fr.OK {
-		h.t.Fatalf("FREEZE FAILED: exit %d, error %q, result %+v\nstderr:\n%s", code, fr.Error, fr, stderr)
+// decodeResult parses a real script's result line with the orchestrator's parser.
+func decodeResult(t testing.TB, n hostscripts.Name, line []byte, res any, stderr string) {
+	t.Helper()
+	var err error
+	switch r := res.(type) {
+	case *hostscripts.FreezeResult:
+		*r, err = hostscripts.ParseFreezeResult(line)
+	case *hostscripts.ThawResult:
+		*r, err = hostscripts.ParseThawResult(line)
+	default:
+		err = json.Unmarshal(line, res)
 	}
-	h.t.Logf("freeze script took %s", took.Round(time.Millisecond))
+	if err != nil {
+		t.Fatalf("%s: %v\nstderr:\n%s", n, err, stderr)
+	}
+}
+
+func (h *host) doFreeze(t testing.TB, args hostscripts.Args) hostscripts.FreezeResult {
+	t.Helper()
+	var fr hostscripts.FreezeResult
+	code, took, stderr := h.runStderr(t, h.freeze, hostscripts.Freeze, args, &fr)
+	if code != 0 || !fr.OK {
+		t.Fatalf("FREEZE FAILED: exit %d, error %q, result %+v\nstderr:\n%s", code, fr.Error, fr, stderr)
+	}
+	t.Logf("freeze script took %s", took.Round(time.Millisecond))
 	return fr
 }
 
-func (h *host) doThaw(args hostscripts.Args) hostscripts.ThawResult {
-	h.t.Helper()
+func (h *host) doThaw(t testing.TB, args hostscripts.Args) hostscripts.ThawResult {
+	t.Helper()
 	var tr hostscripts.ThawResult
-	code, took, stderr := h.runStderr(h.thaw, hostscripts.Thaw, args, &tr)
+	code, took, stderr := h.runStderr(t, h.thaw, hostscripts.Thaw, args, &tr)
 	if code != 0 || !tr.OK {
-		h.t.Fatalf("THAW FAILED: exit %d, error %q, result %+v\nstderr:\n%s", code, tr.Error, tr, stderr)
+		t.Fatalf("THAW FAILED: exit %d, error %q, result %+v\nstderr:\n%s", code, tr.Error, tr, stderr)
 	}
-	h.t.Logf("thaw script took %s (thawed %.1f ms after it started)", took.Round(time.Millisecond), float64(tr.ThawedUS-tr.StartedUS)/1000)
+	t.Logf("thaw script took %s (thawed %.1f ms after it started)", took.Round(time.Millisecond), float64(tr.ThawedUS-tr.StartedUS)/1000)
 	return tr
 }
 
@@ -312,12 +332,11 @@ func assertDone(t *testing.T, ws []<-chan error, d time.Duration) {
 	}
 }
 
+// exists reports whether p exists; an error other than "does not exist" counts as existing, so
+// an assertion that p is gone fails rather than passes.
 func (h *host) exists(p string) bool {
 	_, err := os.Lstat(p)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		h.t.Fatal(err)
-	}
-	return err == nil
+	return err == nil || !errors.Is(err, fs.ErrNotExist)
 }
 
 func (h *host) record() string { return filepath.Join(h.stateDir, "frozen.json") }
@@ -327,16 +346,16 @@ func (h *host) standbySignal() string { return filepath.Join(h.pgdata(), "standb
 func (h *host) marker() string { return filepath.Join(h.pgdata(), ".pgfleet-standby-signal") }
 
 // transactions counts committed pgbench transactions (one pgbench_history row each).
-func (h *host) transactions(ctx context.Context) int64 {
-	h.t.Helper()
+func (h *host) transactions(t testing.TB, ctx context.Context) int64 {
+	t.Helper()
 	conn, err := pgx.Connect(ctx, h.pg.DSN())
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
 	var n int64
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pgbench_history").Scan(&n); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return n
 }
@@ -445,9 +464,9 @@ func TestFreezeThawUnderPgbench(t *testing.T) {
 				}
 				defer os.Remove(h.standbySignal())
 			}
-			before := h.transactions(ctx)
+			before := h.transactions(t, ctx)
 
-			fr := h.doFreeze(h.freezeArgs())
+			fr := h.doFreeze(t, h.freezeArgs())
 			ws := h.writers()
 			h.checkFreezeResult(t, fr, true, fstypes)
 			if fr.StandbySignalWritten == c.operatorSignal {
@@ -464,7 +483,7 @@ func TestFreezeThawUnderPgbench(t *testing.T) {
 			}
 			assertBlocked(t, ws, 300*time.Millisecond)
 
-			tr := h.doThaw(h.thawArgs())
+			tr := h.doThaw(t, h.thawArgs())
 			blocked := fr.WritesBlockedMicros(tr)
 			t.Logf("writes blocked (freeze_started -> thawed, host clock): %.1f ms; freeze_started -> frozen %.1f ms; thaw_started -> thawed %.1f ms",
 				float64(blocked)/1000, float64(fr.FrozenUS-fr.FreezeStartedUS)/1000, float64(tr.ThawedUS-tr.ThawStartedUS)/1000)
@@ -492,12 +511,12 @@ func TestFreezeThawUnderPgbench(t *testing.T) {
 			}
 
 			// pgbench went on after the thaw.
-			atThaw := h.transactions(ctx)
+			atThaw := h.transactions(t, ctx)
 			deadline := time.Now().Add(10 * time.Second)
 			after := atThaw
 			for after <= atThaw && time.Now().Before(deadline) {
 				time.Sleep(200 * time.Millisecond)
-				after = h.transactions(ctx)
+				after = h.transactions(t, ctx)
 			}
 			t.Logf("pgbench transactions: %d before freeze, %d at thaw, %d shortly after", before, atThaw, after)
 			if after <= atThaw {
@@ -509,8 +528,8 @@ func TestFreezeThawUnderPgbench(t *testing.T) {
 	t.Run("direct freeze then thaw", func(t *testing.T) {
 		var windows []time.Duration
 		for i := 0; i < 5; i++ {
-			fr := h.doFreeze(h.freezeArgs())
-			tr := h.doThaw(h.thawArgs())
+			fr := h.doFreeze(t, h.freezeArgs())
+			tr := h.doThaw(t, h.thawArgs())
 			if len(tr.Thawed) != 2 {
 				t.Fatalf("thaw %+v", tr)
 			}
@@ -537,7 +556,7 @@ func TestWatchdogThawsWhenThawIsLost(t *testing.T) {
 	args := h.freezeArgs()
 	args["watchdog-seconds"] = "2"
 	start := time.Now()
-	fr := h.doFreeze(args)
+	fr := h.doFreeze(t, args)
 	ws := h.writers()
 	if !fr.Frozen || !fr.StandbySignalWritten {
 		t.Fatalf("freeze result %+v", fr)
@@ -564,7 +583,7 @@ func TestWatchdogThawsWhenThawIsLost(t *testing.T) {
 	}
 
 	// A late thaw is still fine, and finds nothing to do.
-	tr := h.doThaw(h.thawArgs())
+	tr := h.doThaw(t, h.thawArgs())
 	if len(tr.Thawed) != 0 || len(tr.AlreadyThawed) != 2 || tr.WatchdogDisarmed || tr.StandbySignalRemoved {
 		t.Errorf("late thaw %+v", tr)
 	}
@@ -572,14 +591,14 @@ func TestWatchdogThawsWhenThawIsLost(t *testing.T) {
 
 func TestSecondFreezeIsRefused(t *testing.T) {
 	h := newHost(t, hostOptions{})
-	first := h.doFreeze(h.freezeArgs())
+	first := h.doFreeze(t, h.freezeArgs())
 	record, err := os.ReadFile(h.record())
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	var second hostscripts.FreezeResult
-	code, _ := h.run(h.freeze, hostscripts.Freeze, h.freezeArgs(), &second)
+	code, _ := h.run(t, h.freeze, hostscripts.Freeze, h.freezeArgs(), &second)
 	if code == 0 || second.OK || second.Frozen {
 		t.Fatalf("second freeze: exit %d, %+v; want refused", code, second)
 	}
@@ -600,7 +619,7 @@ func TestSecondFreezeIsRefused(t *testing.T) {
 	}
 
 	// Frozen once: one thaw releases everything.
-	tr := h.doThaw(h.thawArgs())
+	tr := h.doThaw(t, h.thawArgs())
 	assertDone(t, ws, 5*time.Second)
 	if len(tr.Thawed) != 2 || !tr.WatchdogDisarmed || !tr.StandbySignalRemoved {
 		t.Errorf("thaw %+v", tr)
@@ -656,7 +675,7 @@ func TestRefusalsChangeNothing(t *testing.T) {
 				args[k] = v
 			}
 			var fr hostscripts.FreezeResult
-			code, took := h.run(h.freeze, hostscripts.Freeze, args, &fr)
+			code, took := h.run(t, h.freeze, hostscripts.Freeze, args, &fr)
 			if code == 0 || fr.OK || fr.Frozen || fr.Action != "freeze" {
 				t.Fatalf("exit %d, result %+v; want refused", code, fr)
 			}
@@ -711,7 +730,7 @@ func TestZFSIsNeverFrozen(t *testing.T) {
 		t.Run("filesystem "+fsArg, func(t *testing.T) {
 			args := h.freezeArgs()
 			args["filesystem"] = fsArg
-			fr := h.doFreeze(args)
+			fr := h.doFreeze(t, args)
 			if b, _ := os.ReadFile(calls); len(b) > 0 {
 				t.Errorf("fsfreeze was called on zfs: %q", b)
 			}
@@ -723,7 +742,7 @@ func TestZFSIsNeverFrozen(t *testing.T) {
 			if !fr.StandbySignalWritten || !h.exists(h.standbySignal()) {
 				t.Error("standby.signal not written for the zfs snapshot")
 			}
-			tr := h.doThaw(h.thawArgs())
+			tr := h.doThaw(t, h.thawArgs())
 			if len(tr.Thawed) != 0 || len(tr.AlreadyThawed) != 2 || !tr.StandbySignalRemoved || !tr.WatchdogDisarmed || !tr.ProbeOK {
 				t.Errorf("thaw after a zfs freeze %+v", tr)
 			}
@@ -734,7 +753,7 @@ func TestZFSIsNeverFrozen(t *testing.T) {
 	// One zfs mount and one ext4: only the ext4 one is frozen.
 	t.Run("mixed", func(t *testing.T) {
 		calls := h.fakeTools(t, h.wal.Path)
-		fr := h.doFreeze(h.freezeArgs())
+		fr := h.doFreeze(t, h.freezeArgs())
 		ws := []<-chan error{startWrite(h.wal.Path)}
 		blocked := []<-chan error{startWrite(h.data.Path)}
 		assertDone(t, ws, 2*time.Second)
@@ -750,7 +769,7 @@ func TestZFSIsNeverFrozen(t *testing.T) {
 		if b, _ := os.ReadFile(calls); strings.TrimSpace(string(b)) != "-f "+h.data.Path {
 			t.Errorf("fsfreeze calls %q; want only -f %s", b, h.data.Path)
 		}
-		h.doThaw(h.thawArgs())
+		h.doThaw(t, h.thawArgs())
 		assertDone(t, blocked, 5*time.Second)
 		h.assertUntouched(t)
 	})
@@ -822,7 +841,7 @@ func TestThawIsIdempotent(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			var ws []<-chan error
 			if s.freeze {
-				h.doFreeze(h.freezeArgs())
+				h.doFreeze(t, h.freezeArgs())
 				ws = h.writers()
 				assertBlocked(t, ws, 200*time.Millisecond)
 			}
@@ -830,7 +849,7 @@ func TestThawIsIdempotent(t *testing.T) {
 			for k, v := range s.args {
 				args[k] = v
 			}
-			tr := h.doThaw(args)
+			tr := h.doThaw(t, args)
 			s.check(t, tr)
 			assertDone(t, ws, 5*time.Second)
 			h.assertUntouched(t)
@@ -858,7 +877,7 @@ func TestConsistencyAndStandbySignalModes(t *testing.T) {
 			for k, v := range tc.set {
 				args[k] = v
 			}
-			fr := h.doFreeze(args)
+			fr := h.doFreeze(t, args)
 			ws := h.writers()
 			h.checkFreezeResult(t, fr, tc.wantFrozen, fstypes)
 			if fr.Consistency != tc.wantConsist || fr.ZFS || fr.StandbySignalWritten != tc.wantSignal || h.exists(h.standbySignal()) != tc.wantSignal {
@@ -874,7 +893,7 @@ func TestConsistencyAndStandbySignalModes(t *testing.T) {
 				assertDone(t, ws, 2*time.Second)
 				ws = nil
 			}
-			tr := h.doThaw(h.thawArgs())
+			tr := h.doThaw(t, h.thawArgs())
 			if tr.StandbySignalRemoved != tc.wantSignal || !tr.WatchdogDisarmed || (len(tr.Thawed) == 2) != tc.wantFrozen {
 				t.Errorf("thaw %+v", tr)
 			}
@@ -940,7 +959,7 @@ exec %[2]q "$@"
 			if tc.interrupt {
 				code = h.runInterrupted(t, calls, &fr)
 			} else {
-				code, _ = h.run(h.freeze, hostscripts.Freeze, h.freezeArgs(), &fr)
+				code, _ = h.run(t, h.freeze, hostscripts.Freeze, h.freezeArgs(), &fr)
 			}
 			if code == 0 || fr.OK || fr.Frozen {
 				t.Fatalf("exit %d, result %+v; want a failure", code, fr)

@@ -154,7 +154,7 @@ func TestSpecsMatchScripts(t *testing.T) {
 	armRE := regexp.MustCompile(`(?m)^\s*--([a-z-]+)\) setopt opt_([a-z_]+) "\$2" ;;$`)
 	defaultRE := regexp.MustCompile(`(?m)^opt_([a-z_]+)='([^']*)'$`)
 	checkRE := regexp.MustCompile(`(?m)\bcheck ([a-z-]+) "\$opt_([a-z_]+)" "\$(RE_[A-Z_]+)"`)
-	constRE := regexp.MustCompile(`(?m)^readonly (RE_[A-Z_]+)='([^']*)'$`)
+	constRE := regexp.MustCompile(`(?m)^(?:readonly |\t)(RE_[A-Z_]+)='([^']*)'(?: \\)?$`)
 	for _, spec := range hostscripts.Specs() {
 		t.Run(string(spec.Name), func(t *testing.T) {
 			src, err := hostscripts.Source(spec.Name)

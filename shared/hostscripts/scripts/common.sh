@@ -7,8 +7,10 @@
 readonly RECORD_NAME=frozen.json
 readonly MARKER_NAME=.pgfleet-standby-signal
 readonly WATCHDOG_TAG=pgfleet-watchdog
-readonly RE_PATH='^/[A-Za-z0-9._@+:/-]*$'
-readonly RE_PATHS='^/[A-Za-z0-9._@+:/-]*(,/[A-Za-z0-9._@+:/-]*)*$'
+# The lock that serializes freeze, thaw and a firing watchdog on one host (flock on fd 9). The
+# value patterns (RE_*) and lock waits come from hostscripts.Source, which writes them above.
+# shellcheck disable=SC2034 # FIRED_NAME: thaw reads it; the watchdog writes the same name
+readonly LOCK_NAME=lock FIRED_NAME=watchdog-fired
 
 # now_us: REPLY = host-clock microseconds since the epoch.
 now_us() {
@@ -74,10 +76,29 @@ split_csv() {
 # watchdog_is_ours PID TOKEN: the process is a pgfleet watchdog armed with TOKEN (freeze: the one
 # it started; thaw: the recorded freeze's).
 watchdog_is_ours() {
-	local cmdline
+	local args=()
 	[[ $1 =~ ^[1-9][0-9]*$ && -r /proc/$1/cmdline ]] || return 1
-	cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-	[[ $cmdline == *"$WATCHDOG_TAG"* && $cmdline == *"$2"* ]]
+	# mapfile, not a pipe through tr: this runs inside the frozen window, where a fork counts.
+	mapfile -d '' args 2>/dev/null <"/proc/$1/cmdline" || return 1
+	[[ " ${args[*]} " == *" $WATCHDOG_TAG "* && " ${args[*]} " == *" $2 "* ]]
+}
+
+# proc_alive PID: the process exists and has not exited (an unreaped zombie has).
+proc_alive() {
+	local stat=''
+	[[ $1 =~ ^[1-9][0-9]*$ && -r /proc/$1/stat ]] || return 1
+	read -r stat <"/proc/$1/stat" 2>/dev/null || return 1
+	stat=${stat##*) }
+	[[ -n $stat && ${stat%% *} != [ZX] ]]
+}
+
+# take_lock STATE_DIR SECONDS: open STATE_DIR/lock on fd 9 and hold an exclusive flock on it,
+# waiting at most SECONDS. Children that inherit fd 9 keep the lock: run long-lived children
+# with 9>&- unless they must hold it (fsfreeze -f does: a freeze still in progress keeps a thaw
+# out even when this script is killed).
+take_lock() {
+	exec 9>>"$1/$LOCK_NAME" || return 1
+	flock -w "$2" 9
 }
 
 # setopt VAR VALUE: VAR = VALUE unless VALUE is empty (then the default stays).

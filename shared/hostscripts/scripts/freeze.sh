@@ -5,8 +5,19 @@
 # that must never be frozen (/, the SSM agent's state and logs, the state dir, this script's
 # working directory and TMPDIR), an earlier freeze not yet thawed, PostgreSQL up. Then: sync,
 # CHECKPOINT, read the checkpoint position, write standby.signal on a primary (a restore must never
-# promote itself), arm a detached watchdog that thaws after --watchdog-seconds, write the freeze
-# record, and fsfreeze the data filesystems (ZFS is never frozen).
+# promote itself), arm a detached watchdog, write the freeze record, fsfreeze the data
+# filesystems (ZFS is never frozen), start the watchdog's countdown and confirm it is alive.
+#
+# Freeze and thaw are serialized on the host: this script holds an exclusive lock on
+# <state dir>/lock from before it reads the freeze record until it exits, and its fsfreeze -f
+# processes hold it too, so a thaw that arrives during a freeze waits for it, then thaws.
+#
+# The watchdog (a process in its own session, so it outlives this script and its command) waits
+# for the countdown to start: the moment every mount is frozen (or this script's end, if it dies
+# before saying so). It thaws --watchdog-seconds later unless a thaw disarms it first, and leaves
+# <state dir>/watchdog-fired with the freeze's token, so a late thaw can report that the set was
+# not taken under a freeze. After freezing, this script checks the watchdog is alive and armed;
+# if not, it thaws at once and fails.
 #
 # Output: exactly one compact JSON line on stdout, on success and on failure (then the exit status
 # is non-zero and the line is {"ok":false,"action":"freeze","error":...}). Diagnostics go to
@@ -25,12 +36,6 @@ umask 077
 exec 3>&1 1>&2
 
 readonly ACTION=freeze
-readonly RE_PORT='^[0-9]{1,5}$'
-readonly RE_USER='^[a-z_][a-z0-9_-]{0,31}$'
-readonly RE_FILESYSTEM='^(auto|ext4|xfs|zfs)$'
-readonly RE_CONSISTENCY='^(freeze|crash)$'
-readonly RE_WATCHDOG='^([1-9]|[1-9][0-9]|[12][0-9][0-9]|300)$'
-readonly RE_STANDBY='^(auto|never)$'
 # Filesystems fsfreeze can freeze; zfs is handled apart (never frozen).
 readonly FREEZABLE=' ext2 ext3 ext4 xfs btrfs f2fs jfs '
 
@@ -48,9 +53,9 @@ opt_state_dir='/run/pgfleet'
 opt_protect='/var/lib/amazon/ssm,/var/log/amazon/ssm'
 opt_standby_signal='auto'
 
-# hostscripts.Source replaces the next line with scripts/common.sh: the constants, state and
-# helpers both scripts share (now_us, log, json_str, json_arr, split_csv, watchdog_is_ours,
-# setopt, check).
+# hostscripts.Source replaces the next line with the value patterns and lock waits, then
+# scripts/common.sh: the constants, state and helpers both scripts share (now_us, log, json_str,
+# json_arr, split_csv, watchdog_is_ours, proc_alive, take_lock, setopt, check).
 # @common
 
 STATE_DIR=''
@@ -63,9 +68,11 @@ FROZEN=()
 FREEZE_LIST=()
 PIDS=()
 FREEZING=0
+STILL_FROZEN=()
 
 # rollback undoes what this run changed: thaw, disarm, remove the record and our standby.signal.
-# The watchdog stays armed when a thaw fails, so the host is thawed by it in the end.
+# The watchdog stays armed when a thaw fails, so the host is thawed by it in the end; the mounts
+# it could not thaw are left in STILL_FROZEN.
 rollback() {
 	local m p out problems='' thaw=(${FROZEN[@]+"${FROZEN[@]}"})
 	if ((FREEZING)); then
@@ -74,9 +81,12 @@ rollback() {
 		thaw=("${FREEZE_LIST[@]}")
 		FREEZING=0
 	fi
+	STILL_FROZEN=()
+	ROLLBACK_THAWED=${#thaw[@]}
 	for m in ${thaw[@]+"${thaw[@]}"}; do
 		if ! out=$(fsfreeze -u "$m" 2>&1) && [[ $out != *"Invalid argument"* ]]; then
 			problems+=" thaw of $m failed: $out;"
+			STILL_FROZEN+=("$m")
 		fi
 	done
 	FROZEN=()
@@ -99,16 +109,21 @@ rollback() {
 	ROLLBACK_PROBLEMS=$problems
 }
 
-# fail MESSAGE: undo, print the failure line, exit 1.
+# fail MESSAGE: undo, print the failure line with what is still frozen, exit 1.
 fail() {
-	local msg=$1
+	local msg=$1 frozen=false
 	trap - ERR
 	ROLLBACK_PROBLEMS=''
+	ROLLBACK_THAWED=0
 	rollback
 	if [[ -n $ROLLBACK_PROBLEMS ]]; then
 		msg+=" (cleanup:$ROLLBACK_PROBLEMS the watchdog thaws the rest)"
+	elif ((ROLLBACK_THAWED > 0)); then
+		msg+="; nothing is left frozen"
 	fi
-	fail_line "$msg" ',"frozen":false'
+	if ((${#STILL_FROZEN[@]} > 0)); then frozen=true; fi
+	json_arr ${STILL_FROZEN[@]+"${STILL_FROZEN[@]}"}
+	fail_line "$msg" ",\"frozen\":$frozen,\"still_frozen\":$REPLY,\"token\":\"${TOKEN:-}\""
 }
 
 trap on_exit EXIT
@@ -222,16 +237,18 @@ as_pg() {
 flush_mounts() {
 	local m
 	for m in "${MOUNTS[@]}"; do
-		if ! sync -f -- "$m" 2>/dev/null; then
-			sync
+		if ! sync -f -- "$m" 2>/dev/null 9>&-; then
+			sync 9>&-
 			return 0
 		fi
 	done
 }
 
+# pg_psql runs psql without the lock's fd: a hung query must not keep a thaw out after this
+# script is gone.
 pg_psql() {
 	as_pg env PGCONNECT_TIMEOUT=10 PGAPPNAME=pgfleet-freeze "$opt_pg_bin/psql" -X -A -t -q \
-		-v ON_ERROR_STOP=1 -F $'\x1f' -h "$opt_pg_host" -p "$opt_port" -d postgres "$@"
+		-v ON_ERROR_STOP=1 -F $'\x1f' -h "$opt_pg_host" -p "$opt_port" -d postgres "$@" 9>&-
 }
 
 parse_args "$@"
@@ -241,18 +258,6 @@ validate_flags
 STATE_DIR=$opt_state_dir
 RECORD="$STATE_DIR/$RECORD_NAME"
 PGDATA_DIR=$opt_pgdata
-
-if [[ -e $RECORD ]]; then
-	rec=''
-	IFS= read -r -d '' rec <"$RECORD" || true
-	since='an unknown time'
-	if [[ $rec =~ \"started_us\":([0-9]+) ]]; then
-		since=$(date -u -d "@$((BASH_REMATCH[1] / 1000000))" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null) || since='an unknown time'
-	fi
-	wd=''
-	if [[ $rec =~ \"watchdog_pid\":([0-9]+) ]]; then wd=", watchdog pid ${BASH_REMATCH[1]}"; fi
-	fail "already frozen by pgfleet since $since (freeze record $RECORD$wd), run thaw first"
-fi
 
 fs_of mountpoint / || fail "cannot find the root filesystem with findmnt"
 ROOT_MAJMIN=$FS_MAJMIN
@@ -334,14 +339,34 @@ if ((EUID == 0)) && [[ $opt_pg_user != root ]]; then
 	id -u "$opt_pg_user" >/dev/null 2>&1 || fail "--pg-user $opt_pg_user is not a user on this host"
 fi
 
+command -v flock >/dev/null 2>&1 || fail "flock is not installed (util-linux)"
+
 if [[ ! -d $STATE_DIR ]]; then
 	if ! { mkdir -p -- "$STATE_DIR" && chmod 0700 -- "$STATE_DIR"; }; then fail "cannot create state dir $STATE_DIR"; fi
 fi
 ERRFILE="$STATE_DIR/.freeze-$$.err"
 
+# One freeze or thaw at a time on this host: a thaw in progress finishes first, and from here to
+# the exit no thaw can run.
+take_lock "$STATE_DIR" "$FREEZE_LOCK_WAIT_SECONDS" ||
+	fail "another pgfleet freeze or thaw still holds $STATE_DIR/$LOCK_NAME after ${FREEZE_LOCK_WAIT_SECONDS}s; nothing was changed"
+
+if [[ -e $RECORD ]]; then
+	rec=''
+	IFS= read -r -d '' rec <"$RECORD" || true
+	since='an unknown time'
+	if [[ $rec =~ \"started_us\":([0-9]+) ]]; then
+		since=$(date -u -d "@$((BASH_REMATCH[1] / 1000000))" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null) || since='an unknown time'
+	fi
+	wd=''
+	if [[ $rec =~ \"watchdog_pid\":([0-9]+) ]]; then wd=", watchdog pid ${BASH_REMATCH[1]}"; fi
+	fail "already frozen by pgfleet since $since (freeze record $RECORD$wd), run thaw first"
+fi
+
+
 # b) PostgreSQL must be up.
 if [[ -x $opt_pg_bin/pg_isready ]]; then
-	if ! out=$(as_pg "$opt_pg_bin/pg_isready" -h "$opt_pg_host" -p "$opt_port" -d postgres -t 5 2>&1); then
+	if ! out=$(as_pg "$opt_pg_bin/pg_isready" -h "$opt_pg_host" -p "$opt_port" -d postgres -t 5 2>&1 9>&-); then
 		fail "postgresql is not running on port $opt_port (socket dir $opt_pg_host): $out"
 	fi
 elif ! out=$(pg_psql -c 'SELECT 1' 2>&1); then
@@ -401,33 +426,93 @@ for i in "${!MOUNTS[@]}"; do
 	MOUNTS_JSON+=${MOUNTS_JSON:+,}$item
 done
 
-# f) Arm the watchdog before anything is frozen: a detached process in its own session that
-# thaws, removes our standby.signal and the record after the deadline, whatever happens to us.
+# f) Arm the watchdog before anything is frozen: a detached process in its own session (setsid: the
+# SSM agent ends a command's whole process group, and the watchdog must outlive it). It waits for
+# the countdown to start (the go file below, or this script's end), sleeps --watchdog-seconds,
+# then takes the lock (a freeze in progress finishes first), thaws, removes our standby.signal
+# and the record, and leaves the fired file for thaw to report.
 # shellcheck disable=SC2016
 WATCHDOG_SRC='
-token=$1 seconds=$2 state_dir=$3 pgdata=$4 marker=$5
-shift 5
+token=$1 seconds=$2 state_dir=$3 pgdata=$4 marker=$5 owner=$6 owner_start=$7 lock_wait=$8
+shift 8
 cd / || exit 1
 ts() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
-echo "$(ts) watchdog $token armed for ${seconds}s, pid $$"
-sleep "$seconds"
-echo "$(ts) watchdog $token fired: the host was not thawed in time"
-for m in "$@"; do
-	if out=$(fsfreeze -u "$m" 2>&1); then echo "$(ts) thawed $m"; else echo "$(ts) $m: $out"; fi
+clock_us() { REPLY=${EPOCHREALTIME//[!0-9]/}; if [ -z "$REPLY" ]; then REPLY=$(date +%s%6N); fi; }
+state() {
+	printf "%s %s\n" "$token" "$*" >"$state_dir/watchdog.state.tmp" &&
+		mv -f -- "$state_dir/watchdog.state.tmp" "$state_dir/watchdog.state"
+}
+owner_alive() {
+	local s
+	read -r s 2>/dev/null <"/proc/$owner/stat" || return 1
+	s=${s##*) }
+	set -f
+	set -- $s
+	set +f
+	[ "$1" != Z ] && [ "$1" != X ] && [ "${20}" = "$owner_start" ]
+}
+go_time() {
+	local t s
+	read -r t s 2>/dev/null <"$state_dir/watchdog-go" || return 1
+	[ "$t" = "$token" ] && [ -n "$s" ] || return 1
+	REPLY=$s
+}
+state armed
+echo "$(ts) watchdog $token armed: thaws ${seconds}s after the mounts are frozen, pid $$"
+while :; do
+	if go_time; then
+		start=$REPLY
+		echo "$(ts) the freeze reported its mounts frozen: counting ${seconds}s"
+		break
+	fi
+	if ! owner_alive; then
+		if go_time; then start=$REPLY; else clock_us; start=$REPLY; fi
+		echo "$(ts) the freeze script ended: counting ${seconds}s from now at the latest"
+		break
+	fi
+	sleep 0.05
 done
-if [ -n "$pgdata" ] && [ -e "$pgdata/$marker" ]; then
+deadline=$((start + seconds * 1000000))
+state counting "$deadline"
+clock_us
+left=$((deadline - REPLY))
+if [ "$left" -gt 0 ]; then sleep "$((left / 1000000)).$(printf %06d $((left % 1000000)))"; fi
+clock_us
+printf "%s %s\n" "$token" "$REPLY" >"$state_dir/watchdog-fired"
+state fired "$REPLY"
+echo "$(ts) watchdog $token fired: the host was not thawed in time"
+exec 9>>"$state_dir/lock"
+locked=1
+if ! flock -w "$lock_wait" 9; then
+	locked=0
+	echo "$(ts) the lock is still held after ${lock_wait}s: thawing anyway"
+fi
+while :; do
+	for m in "$@"; do
+		if out=$(fsfreeze -u "$m" 2>&1); then echo "$(ts) thawed $m"; else echo "$(ts) $m: $out"; fi
+	done
+	if [ "$locked" = 1 ]; then break; fi
+	# A freeze that held the lock may still complete: wait for it, then thaw once more.
+	flock 9
+	locked=1
+done
+if [ -n "$pgdata" ] && [ -f "$pgdata/$marker" ] && grep -qx -- "$token" "$pgdata/$marker"; then
 	rm -f -- "$pgdata/standby.signal" && rm -f -- "$pgdata/$marker" && echo "$(ts) removed $pgdata/standby.signal"
 fi
 rec="$state_dir/frozen.json"
 if [ -f "$rec" ] && grep -q "\"token\":\"$token\"" "$rec"; then
 	rm -f -- "$rec" && echo "$(ts) removed $rec"
 fi
+state done
 '
-now_us
-WATCHDOG_DEADLINE_US=$((REPLY + 10#$opt_watchdog_seconds * 1000000))
+# The watchdog watches this script by pid and start time, so a reused pid cannot fool it.
+read -r self_stat </proc/$$/stat
+self_stat=${self_stat##*) }
+read -r -a self_fields <<<"$self_stat"
+SELF_START=${self_fields[19]}
 setsid nohup bash -c "$WATCHDOG_SRC" "$WATCHDOG_TAG" "$TOKEN" "$opt_watchdog_seconds" "$STATE_DIR" \
-	"$PGDATA_DIR" "$MARKER_NAME" ${FREEZE_LIST[@]+"${FREEZE_LIST[@]}"} \
-	</dev/null >>"$STATE_DIR/watchdog.log" 2>&1 3>&- &
+	"$PGDATA_DIR" "$MARKER_NAME" "$$" "$SELF_START" "$WATCHDOG_LOCK_WAIT_SECONDS" ${FREEZE_LIST[@]+"${FREEZE_LIST[@]}"} \
+	</dev/null >>"$STATE_DIR/watchdog.log" 2>&1 3>&- 9>&- &
 WATCHDOG_PID=$!
 
 json_str "$HOST_NAME"
@@ -438,18 +523,32 @@ json_arr "${MOUNTS[@]}"
 mounts_arr=$REPLY
 json_arr ${FREEZE_LIST[@]+"${FREEZE_LIST[@]}"}
 frozen_arr=$REPLY
-printf '{"token":"%s","host":%s,"started_us":%s,"pgdata":%s,"mounts":%s,"frozen_mounts":%s,"standby_signal_written":%s,"watchdog_pid":%s,"watchdog_deadline_us":%s}\n' \
+printf '{"token":"%s","host":%s,"started_us":%s,"pgdata":%s,"mounts":%s,"frozen_mounts":%s,"standby_signal_written":%s,"watchdog_pid":%s,"watchdog_seconds":%s}\n' \
 	"$TOKEN" "$host_json" "$STARTED_US" "$pgdata_json" "$mounts_arr" "$frozen_arr" \
-	"$STANDBY_SIGNAL_WRITTEN" "$WATCHDOG_PID" "$WATCHDOG_DEADLINE_US" >"$RECORD.tmp" ||
+	"$STANDBY_SIGNAL_WRITTEN" "$WATCHDOG_PID" "$((10#$opt_watchdog_seconds))" >"$RECORD.tmp" ||
 	fail "cannot write $RECORD.tmp"
 RECORD_WRITTEN=1
 mv -f -- "$RECORD.tmp" "$RECORD" || fail "cannot write $RECORD"
-for ((i = 0; i < 200; i++)); do
-	if watchdog_is_ours "$WATCHDOG_PID" "$TOKEN"; then break; fi
-	if ! kill -0 "$WATCHDOG_PID" 2>/dev/null; then fail "the watchdog did not start (see $STATE_DIR/watchdog.log)"; fi
+
+# watchdog_state: REPLY = the watchdog's state word ("armed", "counting", "fired"...) when it
+# is this freeze's watchdog, else "".
+watchdog_state() {
+	local t w
+	REPLY=''
+	read -r t w _ 2>/dev/null <"$STATE_DIR/watchdog.state" || return 0
+	if [[ $t == "$TOKEN" ]]; then REPLY=$w; fi
+}
+# The watchdog must be running this freeze's code before anything is frozen.
+for ((i = 0; i < 500; i++)); do
+	watchdog_state
+	if [[ $REPLY == armed ]] && watchdog_is_ours "$WATCHDOG_PID" "$TOKEN"; then break; fi
+	if ! proc_alive "$WATCHDOG_PID"; then fail "the watchdog did not start (see $STATE_DIR/watchdog.log)"; fi
 	sleep 0.01
 done
-watchdog_is_ours "$WATCHDOG_PID" "$TOKEN" || fail "the watchdog did not start (see $STATE_DIR/watchdog.log)"
+watchdog_state
+if [[ $REPLY != armed ]] || ! watchdog_is_ours "$WATCHDOG_PID" "$TOKEN"; then
+	fail "the watchdog did not start within 5s (see $STATE_DIR/watchdog.log)"
+fi
 
 FROZE=false
 if ((${#FREEZE_LIST[@]} > 0)); then FROZE=true; fi
@@ -463,11 +562,13 @@ json_str "$PG_REDO_WAL_FILE"
 redo_file_json=$REPLY
 json_str "${PG_SNAPSHOT_LSN:-}"
 snap_json=$REPLY
-RESULT_PREFIX="{\"ok\":true,\"action\":\"$ACTION\",\"host\":$host_json,\"error\":\"\",\"frozen\":$FROZE,\"zfs\":$ZFS,\"consistency\":\"$opt_consistency\",\"mounts\":[$MOUNTS_JSON],\"pg_version\":$pgv_json,\"pg_version_num\":$((10#$PG_VERSION_NUM)),\"in_recovery\":$IN_RECOVERY,\"timeline\":$((10#$PG_TIMELINE)),\"redo_lsn\":$redo_json,\"redo_wal_file\":$redo_file_json,\"snapshot_lsn\":$snap_json,\"standby_signal_written\":$STANDBY_SIGNAL_WRITTEN,\"watchdog_pid\":$WATCHDOG_PID,\"watchdog_deadline_us\":$WATCHDOG_DEADLINE_US,\"started_us\":$STARTED_US"
+RESULT_PREFIX="{\"ok\":true,\"action\":\"$ACTION\",\"host\":$host_json,\"error\":\"\",\"token\":\"$TOKEN\",\"frozen\":$FROZE,\"zfs\":$ZFS,\"consistency\":\"$opt_consistency\",\"mounts\":[$MOUNTS_JSON],\"pg_version\":$pgv_json,\"pg_version_num\":$((10#$PG_VERSION_NUM)),\"in_recovery\":$IN_RECOVERY,\"timeline\":$((10#$PG_TIMELINE)),\"redo_lsn\":$redo_json,\"redo_wal_file\":$redo_file_json,\"snapshot_lsn\":$snap_json,\"standby_signal_written\":$STANDBY_SIGNAL_WRITTEN,\"watchdog_pid\":$WATCHDOG_PID,\"started_us\":$STARTED_US"
 
 # g) Freeze, all mounts at once: the snapshot is taken only after every one is frozen, so their
 # order does not matter (PostgreSQL never writes a data page ahead of its WAL), and writes stay
-# blocked for the slowest freeze rather than the sum. Nothing slow from here to the exit.
+# blocked for the slowest freeze rather than the sum. The fsfreeze processes inherit the lock:
+# if this script is killed while they run, a thaw still waits for them. Nothing slow from here
+# to the exit.
 FREEZE_STARTED_US=0
 FROZEN_US=0
 if [[ $FROZE == true ]]; then
@@ -496,14 +597,31 @@ if [[ $FROZE == true ]]; then
 	FREEZING=0
 	if [[ -n $FAILED ]]; then
 		err=$(<"/proc/$$/fd/4") || err=''
-		fail "fsfreeze -f failed on$FAILED: ${err//$'\n'/; }; nothing is left frozen"
+		fail "fsfreeze -f failed on$FAILED: ${err//$'\n'/; }"
 	fi
 fi
 
+# The watchdog's countdown starts now, when the mounts are frozen (a flush that outlasts
+# --watchdog-seconds cannot make it fire before the freeze), and it must still be there.
+now_us
+COUNT_FROM_US=$REPLY
+if ((FROZEN_US > 0)); then COUNT_FROM_US=$FROZEN_US; fi
+WATCHDOG_DEADLINE_US=$((COUNT_FROM_US + 10#$opt_watchdog_seconds * 1000000))
+{ printf '%s %s\n' "$TOKEN" "$COUNT_FROM_US" >"$STATE_DIR/watchdog-go.tmp" &&
+	mv -f -- "$STATE_DIR/watchdog-go.tmp" "$STATE_DIR/watchdog-go"; } ||
+	fail "cannot start the watchdog's countdown ($STATE_DIR/watchdog-go); thawed at once"
+watchdog_state
+if [[ $REPLY != armed && $REPLY != counting ]] || ! proc_alive "$WATCHDOG_PID" || ! watchdog_is_ours "$WATCHDOG_PID" "$TOKEN"; then
+	fail "the watchdog (pid $WATCHDOG_PID) is not armed after the freeze (state ${REPLY:-unknown}); thawed at once"
+fi
+
 # h) The result.
+json_arr ${FROZEN[@]+"${FROZEN[@]}"}
+still_json=$REPLY
 now_us
 # shellcheck disable=SC2034 # read by fail_line and on_exit (common.sh)
 RESULT_DONE=1
-printf '%s,"freeze_started_us":%s,"frozen_us":%s,"finished_us":%s}\n' "$RESULT_PREFIX" "$FREEZE_STARTED_US" "$FROZEN_US" "$REPLY" >&3
+printf '%s,"still_frozen":%s,"watchdog_deadline_us":%s,"freeze_started_us":%s,"frozen_us":%s,"finished_us":%s}\n' \
+	"$RESULT_PREFIX" "$still_json" "$WATCHDOG_DEADLINE_US" "$FREEZE_STARTED_US" "$FROZEN_US" "$REPLY" >&3
 exit 0
 } </dev/null

@@ -2,10 +2,18 @@
 # pgfleet thaw: releases what freeze.sh froze. Idempotent: a mount that is not frozen counts as
 # already thawed, and it works without a freeze record (a fresh host, or after the watchdog).
 #
-# Order: fsfreeze -u every mount first (the writes-blocked window ends there), then disarm the
-# watchdog, remove standby.signal only when our marker says freeze.sh wrote it, remove the freeze
-# record, and probe each mount with a small fsync'd write that runs in the background with a
-# bounded wait (a writer blocked on a frozen filesystem cannot be killed).
+# Serialized with freeze.sh and the watchdog: it first takes the host's lock (<state dir>/lock),
+# waiting a bounded time, so a thaw that arrives while a freeze is still running (a freeze command
+# that timed out on the caller's side) thaws after that freeze, never before it. When the lock
+# cannot be had, it fails and changes nothing: the caller retries, the watchdog stays armed.
+#
+# Order: fsfreeze -u every mount first (the writes-blocked window ends there), then, only when
+# every mount is thawed, disarm the watchdog, remove standby.signal only when our marker says
+# freeze.sh wrote it, remove the freeze record; then probe each mount with a small fsync'd write
+# that runs in the background with a bounded wait (a writer blocked on a frozen filesystem cannot
+# be killed). It reports the mounts still frozen and whether the watchdog fired (the freeze's
+# token and the time, from <state dir>/watchdog-fired): a set snapshotted after that was not
+# taken under a freeze.
 #
 # Output: exactly one compact JSON line on stdout, on success and on failure (then the exit status
 # is non-zero and the line is {"ok":false,"action":"thaw","error":...}). Diagnostics go to stderr.
@@ -23,7 +31,6 @@ umask 077
 exec 3>&1 1>&2
 
 readonly ACTION=thaw
-readonly RE_PROBE='^(yes|no)$'
 # How long the write probes may take.
 readonly PROBE_WAIT_SECONDS=5
 
@@ -33,14 +40,18 @@ opt_pgdata=''
 opt_state_dir='/run/pgfleet'
 opt_probe='yes'
 
-# hostscripts.Source replaces the next line with scripts/common.sh: the constants, state and
-# helpers both scripts share (now_us, log, json_str, json_arr, split_csv, watchdog_is_ours,
-# setopt, check).
+# hostscripts.Source replaces the next line with the value patterns and lock waits, then
+# scripts/common.sh: the constants, state and helpers both scripts share (now_us, log, json_str,
+# json_arr, split_csv, watchdog_is_ours, proc_alive, take_lock, setopt, check).
 # @common
 
+STILL_FROZEN=()
+
+# fail MESSAGE: print the failure line with the mounts known to be still frozen, exit 1.
 fail() {
 	trap - ERR
-	fail_line "$1"
+	json_arr ${STILL_FROZEN[@]+"${STILL_FROZEN[@]}"}
+	fail_line "$1" ",\"still_frozen\":$REPLY"
 }
 
 trap on_exit EXIT
@@ -71,23 +82,27 @@ fs_of() {
 	[[ -n $target ]]
 }
 
-# proc_alive PID: the process exists and has not exited (an unreaped zombie has).
-proc_alive() {
-	local stat=''
-	[[ -r /proc/$1/stat ]] || return 1
-	read -r stat <"/proc/$1/stat" 2>/dev/null || return 1
-	stat=${stat##*) }
-	[[ -n $stat && ${stat%% *} != [ZX] ]]
-}
-
 parse_args "$@"
 if [[ -z $opt_mounts ]]; then fail "--mounts is required"; fi
 check mounts "$opt_mounts" "$RE_PATHS"
 if [[ -n $opt_pgdata ]]; then check pgdata "$opt_pgdata" "$RE_PATH"; fi
 check state-dir "$opt_state_dir" "$RE_PATH"
 check probe "$opt_probe" "$RE_PROBE"
+command -v flock >/dev/null 2>&1 || fail "flock is not installed (util-linux)"
 
+if [[ ! -d $opt_state_dir ]]; then
+	if ! { mkdir -p -- "$opt_state_dir" && chmod 0700 -- "$opt_state_dir"; }; then fail "cannot create state dir $opt_state_dir"; fi
+fi
 RECORD="$opt_state_dir/$RECORD_NAME"
+# Wait for a freeze (or a firing watchdog) still at work on this host; it is fine to wait here:
+# writes are blocked only once that freeze has frozen, and this thaw runs right after it.
+if ! take_lock "$opt_state_dir" "$THAW_LOCK_WAIT_SECONDS"; then
+	if [[ -f $RECORD ]] && IFS= read -r -d '' rec <"$RECORD" && [[ $rec =~ \"frozen_mounts\":\[([^]]*)\] ]]; then
+		split_csv "${BASH_REMATCH[1]//\"/}"
+		STILL_FROZEN=(${SPLIT[@]+"${SPLIT[@]}"})
+	fi
+	fail "a pgfleet freeze on this host still holds $opt_state_dir/$LOCK_NAME after ${THAW_LOCK_WAIT_SECONDS}s: nothing was thawed yet; retry (the watchdog stays armed)"
+fi
 REC=''
 REC_TOKEN=''
 REC_PID=0
@@ -164,6 +179,7 @@ for i in ${FAILED[@]+"${!FAILED[@]}"}; do
 		PROBE_MOUNTS+=("$m")
 	else
 		ERRORS+="${ERRORS:+; }fsfreeze -u $m failed: $out"
+		STILL_FROZEN+=("$m")
 		PROBE_MOUNTS+=("$m")
 	fi
 done
@@ -203,8 +219,10 @@ if [[ $opt_probe == yes ]] && ((${#PROBE_MOUNTS[@]} > 0)); then
 	PIDS=()
 	for m in "${PROBE_MOUNTS[@]}"; do
 		f="$m/.pgfleet-probe-$$"
+		# Without the lock's fd: a probe stuck on a filesystem someone else froze must not keep
+		# the next freeze or thaw out.
 		(dd if=/dev/zero of="$f" bs=4096 count=1 conv=fsync status=none && rm -f -- "$f") \
-			</dev/null >/dev/null 2>&1 3>&- &
+			</dev/null >/dev/null 2>&1 3>&- 9>&- &
 		PIDS+=("$!")
 	done
 	for ((i = 0; i < PROBE_WAIT_SECONDS * 100; i++)); do
@@ -228,8 +246,18 @@ if [[ $opt_probe == yes ]] && ((${#PROBE_MOUNTS[@]} > 0)); then
 	done
 fi
 
+# Did a watchdog fire (it leaves its freeze's token and the time)?
+FIRED_TOKEN=''
+FIRED_US=0
+if read -r t us _ 2>/dev/null <"$opt_state_dir/$FIRED_NAME" && [[ $t =~ ^[0-9]+-[0-9]+$ && $us =~ ^[0-9]+$ ]]; then
+	FIRED_TOKEN=$t
+	FIRED_US=$us
+fi
+
 json_arr ${THAWED[@]+"${THAWED[@]}"}
 thawed_json=$REPLY
+json_arr ${STILL_FROZEN[@]+"${STILL_FROZEN[@]}"}
+still_json=$REPLY
 json_arr ${ALREADY[@]+"${ALREADY[@]}"}
 already_json=$REPLY
 json_str "$HOST_NAME"
@@ -241,9 +269,9 @@ if [[ -n $ERRORS ]]; then OK=false; fi
 now_us
 # shellcheck disable=SC2034 # read by fail_line and on_exit (common.sh)
 RESULT_DONE=1
-printf '{"ok":%s,"action":"%s","host":%s,"error":%s,"thawed":%s,"already_thawed":%s,"watchdog_disarmed":%s,"standby_signal_removed":%s,"probe_ok":%s,"thaw_started_us":%s,"thawed_us":%s,"started_us":%s,"finished_us":%s}\n' \
-	"$OK" "$ACTION" "$host_json" "$err_json" "$thawed_json" "$already_json" "$WATCHDOG_DISARMED" \
-	"$STANDBY_REMOVED" "$PROBE_OK" "$THAW_STARTED_US" "$THAWED_US" "$STARTED_US" "$REPLY" >&3
+printf '{"ok":%s,"action":"%s","host":%s,"error":%s,"thawed":%s,"already_thawed":%s,"still_frozen":%s,"watchdog_disarmed":%s,"watchdog_fired_token":"%s","watchdog_fired_us":%s,"standby_signal_removed":%s,"probe_ok":%s,"thaw_started_us":%s,"thawed_us":%s,"started_us":%s,"finished_us":%s}\n' \
+	"$OK" "$ACTION" "$host_json" "$err_json" "$thawed_json" "$already_json" "$still_json" "$WATCHDOG_DISARMED" \
+	"$FIRED_TOKEN" "$FIRED_US" "$STANDBY_REMOVED" "$PROBE_OK" "$THAW_STARTED_US" "$THAWED_US" "$STARTED_US" "$REPLY" >&3
 if [[ $OK == true ]]; then exit 0; fi
 exit 1
 } </dev/null
