@@ -263,6 +263,8 @@ type memArchive struct {
 	failBatch int
 	// onBatch runs before each batch is deleted.
 	onBatch func(n int)
+	// onCheck runs at the start of every CheckBucket call, the first step after the lease.
+	onCheck func()
 
 	lists       []wal.ListRequest
 	deleteCalls [][]string
@@ -280,6 +282,9 @@ func newMemArchive(bucket string, keys []string) *memArchive {
 }
 
 func (a *memArchive) CheckBucket(_ context.Context, bucket string) (walprune.BucketInfo, error) {
+	if a.onCheck != nil {
+		a.onCheck()
+	}
 	if a.checkErr != nil {
 		return walprune.BucketInfo{}, a.checkErr
 	}

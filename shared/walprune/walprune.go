@@ -100,7 +100,8 @@ type Pruner struct {
 	Metrics metrics.Sink
 	Log     *slog.Logger
 	Now     func() time.Time
-	// Owner identifies this run in the lease (the Lambda request id).
+	// Owner identifies this run in the lease and must be unique to it (Handle sets
+	// fleet.NewLeaseOwner of the Lambda request id); when empty, Run makes one.
 	Owner string
 	// SafetyMargin: no batch starts once less than this is left before the context's
 	// deadline (0 means DefaultSafetyMargin).
@@ -248,7 +249,8 @@ func (p *Pruner) Run(ctx context.Context, req events.WALPruneRequest) (res Resul
 	leaseKey := "walprune/" + cfg.Name
 	owner := p.Owner
 	if owner == "" {
-		owner = fmt.Sprintf("run-%d", start.UnixNano())
+		// Unique to this run: two runs started at once must never share the lease.
+		owner = fleet.NewLeaseOwner("")
 	}
 	if err := p.Lease.Acquire(ctx, leaseKey, owner, p.leaseTTL()); err != nil {
 		return p.fail(res, start, fmt.Errorf("take lease %s: %w", leaseKey, err))

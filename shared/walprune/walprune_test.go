@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -800,9 +801,9 @@ func TestHandle(t *testing.T) {
 		wantOwner string
 		dryRun    bool
 	}{
-		{name: "constant input", raw: `{"cluster":"main"}`, wantOwner: "req-1"},
-		{name: "dry run", raw: `{"cluster":"main","dryRun":true}`, wantOwner: "req-1", dryRun: true},
-		{name: "scheduled event envelope", raw: `{"version":"0","detail-type":"Scheduled Event","source":"aws.events","detail":{"cluster":"main","keepFrom":"000000010000000500000000"}}`, wantOwner: "req-1"},
+		{name: "constant input", raw: `{"cluster":"main"}`, wantOwner: "req-1/"},
+		{name: "dry run", raw: `{"cluster":"main","dryRun":true}`, wantOwner: "req-1/", dryRun: true},
+		{name: "scheduled event envelope", raw: `{"version":"0","detail-type":"Scheduled Event","source":"aws.events","detail":{"cluster":"main","keepFrom":"000000010000000500000000"}}`, wantOwner: "req-1/"},
 		{name: "malformed", raw: `{"cluster":`, wantErr: walprune.ErrBadRequest},
 		{name: "unknown field", raw: `{"cluster":"main","dry_run":true}`, wantErr: events.ErrMalformed},
 		{name: "empty envelope detail", raw: `{"detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, wantErr: walprune.ErrBadRequest},
@@ -822,13 +823,89 @@ func TestHandle(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
-			if calls := h.lease.Calls(); len(calls) == 0 || calls[0].Owner != tc.wantOwner {
-				t.Errorf("lease calls %+v, want owner %s", calls, tc.wantOwner)
+			// The request id names the run in the lease; a random suffix keeps it unique.
+			if calls := h.lease.Calls(); len(calls) == 0 || !strings.HasPrefix(calls[0].Owner, tc.wantOwner) || len(calls[0].Owner) <= len(tc.wantOwner) {
+				t.Errorf("lease calls %+v, want an owner starting with %s", calls, tc.wantOwner)
 			}
 			if res.DryRun != tc.dryRun {
 				t.Errorf("dry run %v", res.DryRun)
 			}
 		})
+	}
+}
+
+// TestDuplicateDeliveriesDoNotOverlap: EventBridge and Lambda deliver at least once, and two
+// deliveries of one event can run at the same time with the same request id. The lease owner
+// is unique to each run, so exactly one of them holds the lease and prunes; the other is
+// refused with ErrLeaseHeld and changes nothing.
+func TestDuplicateDeliveriesDoNotOverlap(t *testing.T) {
+	h := newHarness(t)
+	h.p.Owner = ""
+	// The first run to get past the lease waits there until the other has finished.
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	h.arch.onCheck = func() {
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(inside)
+			<-release
+		}
+	}
+	ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{AwsRequestID: "req-dup"})
+	type outcome struct {
+		res walprune.Result
+		err error
+	}
+	results := make(chan outcome, 2)
+	invoke := func() {
+		res, err := h.p.Handle(ctx, json.RawMessage(`{"cluster":"main"}`))
+		results <- outcome{res, err}
+	}
+	go invoke()
+	<-inside
+	go invoke()
+	second := <-results // the duplicate, while the first holds the lease
+	close(release)
+	first := <-results
+
+	if first.err != nil || !first.res.Complete {
+		t.Fatalf("the run holding the lease: %v, %s", first.err, summary(first.res))
+	}
+	if !errors.Is(second.err, fleet.ErrLeaseHeld) || second.res.Status != walprune.StatusFailed || second.res.Deleted != 0 {
+		t.Fatalf("the duplicate delivery ran alongside: %v, %s", second.err, summary(second.res))
+	}
+	h.assertDeleted(t, h.fix.Delete)
+	var owners []string
+	for _, c := range h.lease.Calls() {
+		if c.Op == fleetfake.OpAcquire {
+			owners = append(owners, c.Owner)
+		}
+	}
+	if len(owners) != 2 || owners[0] == owners[1] || !strings.HasPrefix(owners[0], "req-dup/") || !strings.HasPrefix(owners[1], "req-dup/") {
+		t.Fatalf("lease owners %q: want two owners, distinct, both naming the request", owners)
+	}
+}
+
+// TestRunOwnersAreUnique: without a Lambda context and without an Owner, every run still gets
+// an owner of its own (the harness's clock stands still, so a time-based owner would repeat).
+func TestRunOwnersAreUnique(t *testing.T) {
+	h := newHarness(t)
+	h.p.Owner = ""
+	for range 2 {
+		if _, err := h.run(context.Background(), events.WALPruneRequest{DryRun: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var owners []string
+	for _, c := range h.lease.Calls() {
+		if c.Op == fleetfake.OpAcquire && c.Err == nil {
+			owners = append(owners, c.Owner)
+		}
+	}
+	if len(owners) != 2 || owners[0] == owners[1] || owners[0] == "" {
+		t.Fatalf("lease owners %q, want two distinct ones", owners)
 	}
 }
 
