@@ -258,8 +258,8 @@ type cleanupLayout struct {
 	layout Layout
 	// ext is pg_archivecleanup's -x for the names the directory gets.
 	ext string
-	// key returns the object key of a WAL file name (bare: no compression, no checksum) and
-	// the name pg_archivecleanup sees; ok is false for kinds the layout stores elsewhere.
+	// key returns the object key of a WAL file name (bare: no compression, no checksum) of a
+	// kind, and the name pg_archivecleanup sees for it in a directory.
 	key func(rng *rand.Rand, name string, kind FileKind) (key, dirName string)
 	// extra returns keys that are not WAL files of the archive: metadata, junk, other
 	// prefixes and sub-directories, each with the name pg_archivecleanup sees or "".
