@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgfleet/pgfleet/shared/hostscripts"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 )
 
@@ -199,20 +200,20 @@ func (c Cluster) Validate() error {
 	if !versionRE.MatchString(c.Postgres.Version) {
 		bad("postgres.version %q: give the major version, e.g. \"15\"", c.Postgres.Version)
 	}
-	if !absClean(c.Postgres.PGData) {
-		bad("postgres.pgdata %q: give the absolute data directory, e.g. /var/lib/postgresql/15/main", c.Postgres.PGData)
+	if !hostPath(c.Postgres.PGData) {
+		bad("postgres.pgdata %q: give the absolute data directory, e.g. /var/lib/postgresql/15/main, as %s", c.Postgres.PGData, hostscripts.PathRule)
 	}
 	if c.Postgres.Port < 1 || c.Postgres.Port > 65535 {
 		bad("postgres.port %d: use 1-65535", c.Postgres.Port)
 	}
-	if !absClean(c.Postgres.BinDir) {
-		bad("postgres.binDir %q: give an absolute directory", c.Postgres.BinDir)
+	if !hostPath(c.Postgres.BinDir) {
+		bad("postgres.binDir %q: give the directory of psql as %s", c.Postgres.BinDir, hostscripts.PathRule)
 	}
-	if !absClean(c.Postgres.SocketDir) {
-		bad("postgres.socketDir %q: give an absolute directory", c.Postgres.SocketDir)
+	if !hostPath(c.Postgres.SocketDir) {
+		bad("postgres.socketDir %q: give the Unix socket directory as %s", c.Postgres.SocketDir, hostscripts.PathRule)
 	}
-	if !regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`).MatchString(c.Postgres.OSUser) {
-		bad("postgres.osUser %q: give the OS user that owns PostgreSQL", c.Postgres.OSUser)
+	if !hostscripts.ValidUser(c.Postgres.OSUser) {
+		bad("postgres.osUser %q: give the OS user that owns PostgreSQL (lowercase letters, digits, _ and -, at most 32)", c.Postgres.OSUser)
 	}
 	if len(c.Volumes.Mounts) == 0 {
 		bad("volumes.mounts: list the data mount points (every filesystem PGDATA, pg_wal and tablespaces live on)")
@@ -220,17 +221,14 @@ func (c Cluster) Validate() error {
 	seen := map[string]bool{}
 	for _, m := range c.Volumes.Mounts {
 		switch {
-		case !absClean(m):
-			bad("volumes.mounts: %q is not an absolute, clean path", m)
 		case m == "/":
 			bad("volumes.mounts: \"/\" can never be frozen; put PostgreSQL data on its own volume")
+		case !hostPath(m):
+			bad("volumes.mounts: %q: give each mount point as %s", m, hostscripts.PathRule)
 		case seen[m]:
 			bad("volumes.mounts: %q is listed twice", m)
 		}
 		seen[m] = true
-		if strings.ContainsAny(m, ",") {
-			bad("volumes.mounts: %q contains a comma", m)
-		}
 	}
 	if len(c.Volumes.Mounts) > 0 && absClean(c.Postgres.PGData) && !underAny(c.Postgres.PGData, c.Volumes.Mounts) {
 		bad("postgres.pgdata %q is on none of volumes.mounts %v: the snapshot would not contain it", c.Postgres.PGData, c.Volumes.Mounts)
@@ -248,14 +246,14 @@ func (c Cluster) Validate() error {
 	if c.WatchdogSeconds < 1 || c.WatchdogSeconds > 300 {
 		bad("watchdogSeconds %d: use 1-300 (a frozen filesystem is an outage; 10 is the default)", c.WatchdogSeconds)
 	}
-	if !absClean(c.StateDir) {
-		bad("stateDir %q: give an absolute directory that is not on a data mount", c.StateDir)
+	if !hostPath(c.StateDir) {
+		bad("stateDir %q: give a directory that is not on a data mount, as %s", c.StateDir, hostscripts.PathRule)
 	} else if underAny(c.StateDir, c.Volumes.Mounts) {
 		bad("stateDir %q is on a data mount: the watchdog must not live on a filesystem it thaws", c.StateDir)
 	}
 	for _, p := range c.ProtectPaths {
-		if !absClean(p) {
-			bad("protectPaths: %q is not an absolute, clean path", p)
+		if !hostPath(p) {
+			bad("protectPaths: %q: give each path as %s", p, hostscripts.PathRule)
 		} else if underAny(p, c.Volumes.Mounts) {
 			bad("protectPaths: %q is on data mount; it would be frozen", p)
 		}
@@ -309,6 +307,10 @@ func (a Archive) problems() []string {
 func (c Cluster) Watchdog() time.Duration { return time.Duration(c.WatchdogSeconds) * time.Second }
 
 func absClean(p string) bool { return p != "" && path.IsAbs(p) && path.Clean(p) == p }
+
+// hostPath reports whether p is a clean absolute path the host scripts accept: configuration
+// that validates never builds a host-script argument the scripts refuse.
+func hostPath(p string) bool { return absClean(p) && hostscripts.ValidPath(p) }
 
 func underAny(p string, mounts []string) bool {
 	for _, m := range mounts {
