@@ -31,8 +31,9 @@ const maxListRequests = 1 << 20
 
 // Collect lists the objects of an archive the way the layout prescribes and returns the ones
 // the planner has to see: every object before the boundary, plus, in each listing that reached
-// it, the first WAL file at or past the boundary (which tells NewPlan the boundary is archived).
-// Objects past that point are not listed.
+// it, what lies between the boundary and the first complete segment at or past it, that segment
+// included (it tells NewPlan the boundary is archived; a .backup or .partial file does not).
+// Objects past that segment are not listed.
 func Collect(ctx context.Context, lister Lister, layout Layout, boundary Segment) ([]ObjectInfo, error) {
 	if lister == nil || layout == nil {
 		return nil, fmt.Errorf("collect wal objects: lister and layout are required")

@@ -1,21 +1,34 @@
 // Package walprune deletes archived WAL that no retained snapshot set needs: the walprune
 // function's logic, run on a schedule for one cluster at a time.
 //
-// One run: take the lease "walprune/<cluster>" so two runs never overlap; find the boundary, the
+// One run: when the configuration source can list clusters, check that no other cluster's
+// archive shares keys with this one; take the lease "walprune/<cluster>" so two runs never
+// overlap (the lease owner is unique to the run, so two deliveries of one event never both hold
+// it); find the boundary, the
 // LOWEST checkpoint redo point over every set of the cluster that is completed or may still
-// complete (snapset.PruneBoundary), its redo tags cross-checked; move that boundary back by the configured margin
-// (archive.marginSegments) and, when the event names one, to an operator's earlier keepFrom
-// segment (a later one is ignored: it can only make pruning more conservative); list the archive
-// in key order up to the boundary and no further (wal.Collect); plan the deletions with the rules
-// of pg_archivecleanup (wal.NewPlan); delete in batches of at most 1000 keys, a few batches in
+// complete (pending, or tagged completed while a snapshot is still pending in EBS; failed sets
+// and sets with a volume missing do not count), not the redo point of the oldest set: a newer
+// set taken from a lagging replica, or on a timeline that branched earlier, can need older WAL
+// (snapset.PruneBoundary); cross-check every such set's redo tags (pgfleet:redo-wal-file must be
+// the segment that holds pgfleet:redo-lsn on pgfleet:timeline with the archive's segment size);
+// move the boundary back by the configured margin (archive.marginSegments) and, when the event
+// names one, to an operator's earlier keepFrom segment (a later one is ignored: it can only make
+// pruning more conservative); list the archive in key order up to the first complete segment at
+// or past the boundary and no further (wal.Collect); plan the deletions with the rules of
+// pg_archivecleanup (wal.NewPlan); delete in batches of at most 1000 keys, a few batches in
 // flight. Timeline history files, archive metadata and names of no known form are never
-// deleted, and no key outside the layout's root prefix is ever sent.
+// deleted, and no key outside the layout's root prefix is ever sent (a plain archive at the
+// bucket root owns the keys without a "/").
 //
-// A run refuses, deleting nothing, when the cluster has no completed set, when the set's
-// boundary tag is missing, malformed or inconsistent, when the boundary lies ahead of the
-// newest archived segment (wal.ErrBoundaryAhead), or on bad input (unknown cluster, malformed
-// event, a keepFrom that is not a WAL segment name, no archive section in the configuration, a
-// bucket that does not exist or cannot be listed).
+// A run refuses, deleting nothing, when the cluster has no completed set; when a set that bounds
+// the prune has a redo tag that is missing, malformed, different between its snapshots or
+// inconsistent with the others (wrapping ErrBoundaryTag); when the configuration source can
+// list clusters (config.Lister) and another cluster's archive shares the bucket and overlaps
+// this archive's keys (ErrSharedArchive: each pruner would delete the other's WAL with its own
+// boundary), or the clusters cannot be listed or read to tell; when the boundary lies ahead of
+// the newest archived segment (wal.ErrBoundaryAhead); or on bad input (unknown cluster,
+// malformed event, a keepFrom that is not a WAL segment name, no archive section in the
+// configuration, a bucket that does not exist or cannot be listed).
 //
 // A run stops cleanly between batches, with Complete false, when it reaches the per-run cap on
 // deletions (archive.maxDeletesPerRun, lowered by the event's maxDeletes) or when less than
