@@ -6,10 +6,10 @@ package backup
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,18 +40,32 @@ type Timeouts struct {
 	Lease    time.Duration // lease expiry: longer than any run
 	Freeze   time.Duration // the freeze command, end to end
 	Snapshot time.Duration // the CreateSnapshots call
-	Thaw     time.Duration // one thaw attempt
-	// MinRemaining is the least time that must be left before the deadline to start a freeze.
-	MinRemaining time.Duration
+	// Thaw bounds one thaw attempt. On the host a thaw may first wait up to
+	// hostscripts.ThawLockWait for a freeze still running, then probe for up to 5 s.
+	Thaw time.Duration
 }
 
-// DefaultTimeouts suit a Lambda with a 5 minute timeout.
+// DefaultTimeouts suit a Lambda with a 5 minute timeout: their Budget with DefaultThawRetry is
+// 3m32s, so a run that starts has time for every thaw attempt.
 var DefaultTimeouts = Timeouts{
-	Lease:        15 * time.Minute,
-	Freeze:       60 * time.Second,
-	Snapshot:     30 * time.Second,
-	Thaw:         20 * time.Second,
-	MinRemaining: 90 * time.Second,
+	Lease:    15 * time.Minute,
+	Freeze:   60 * time.Second,
+	Snapshot: 30 * time.Second,
+	Thaw:     30 * time.Second,
+}
+
+// Budget is the time a run needs from the freeze on, in the worst case the timeouts allow: the
+// freeze command, the snapshot call and every thaw attempt taking their whole timeouts, plus the
+// waits between thaw attempts. A run starts a freeze only when its deadline leaves this much,
+// so whatever happens it can still send all its thaws before it is stopped.
+func (t Timeouts) Budget(thaw Retry) time.Duration {
+	d := t.Freeze + t.Snapshot + time.Duration(thaw.Attempts)*t.Thaw
+	wait := thaw.Initial
+	for i := 1; i < thaw.Attempts; i++ {
+		d += wait
+		wait = min(wait*2, thaw.Max)
+	}
+	return d
 }
 
 // DefaultThawRetry retries a failed thaw quickly: the watchdog is only the last resort.
@@ -101,6 +115,12 @@ type Result struct {
 	Warnings         []string           `json:"warnings,omitempty"`
 	ThawVerified     bool               `json:"thawVerified"`
 	StandbySignalSet bool               `json:"standbySignalWritten"`
+	// WatchdogFired: the host's watchdog thawed it before this run's thaw did, so the set is not
+	// freeze-consistent (it is marked failed).
+	WatchdogFired bool `json:"watchdogFired"`
+	// RetentionStatus is "ok" or "failed" once retention ran (a failure does not undo the
+	// backup; the RetentionFailed metric is for an alarm).
+	RetentionStatus string `json:"retentionStatus,omitempty"`
 }
 
 // RetentionEntry is one retention decision in the result.
@@ -113,7 +133,11 @@ type RetentionEntry struct {
 // Errors a caller can test for.
 var (
 	ErrBadRequest = errors.New("bad request")
+	ErrBadConfig  = errors.New("invalid configuration")
 	ErrNoMember   = errors.New("no usable member")
+	// ErrNotFreezeConsistent: the watchdog thawed the host before the run's thaw did, so the
+	// set may have been taken with writes running (and, on a primary, without standby.signal).
+	ErrNotFreezeConsistent = errors.New("set is not freeze-consistent")
 )
 
 func (b *Backup) now() time.Time {
@@ -145,10 +169,14 @@ func (b *Backup) timeouts() Timeouts {
 	if t.Thaw == 0 {
 		t.Thaw = d.Thaw
 	}
-	if t.MinRemaining == 0 {
-		t.MinRemaining = d.MinRemaining
-	}
 	return t
+}
+
+func (b *Backup) thawRetry() Retry {
+	if b.ThawRetry.Attempts == 0 {
+		return DefaultThawRetry
+	}
+	return b.ThawRetry
 }
 
 // Run performs one backup of req.Cluster. A skipped run (a volume with too many pending
@@ -163,12 +191,19 @@ func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 	if err != nil {
 		return b.fail(res, fmt.Errorf("load configuration: %w", err))
 	}
+	// Arguments the host scripts would refuse send nothing to any host, not even a thaw.
+	if _, err := freezeArgs(cfg).Argv(hostscripts.Freeze); err != nil {
+		return b.fail(res, fmt.Errorf("%w: cluster %s: %w (nothing was sent to a host)", ErrBadConfig, cfg.Name, err))
+	}
+	if _, err := thawArgs(cfg).Argv(hostscripts.Thaw); err != nil {
+		return b.fail(res, fmt.Errorf("%w: cluster %s: %w (nothing was sent to a host)", ErrBadConfig, cfg.Name, err))
+	}
 	log := b.log().With("cluster", cfg.Name)
 
 	leaseKey := "backup/" + cfg.Name
 	owner := b.Owner
 	if owner == "" {
-		owner = fmt.Sprintf("run-%d", start.UnixNano())
+		owner = fleet.NewLeaseOwner("")
 	}
 	t0 := b.now()
 	if err := b.Lease.Acquire(ctx, leaseKey, owner, b.timeouts().Lease); err != nil {
@@ -233,8 +268,12 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 			return res, nil
 		}
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < to.MinRemaining {
-		return res, fmt.Errorf("only %s left before the deadline, need %s to freeze, snapshot and thaw safely; nothing was frozen", time.Until(dl).Round(time.Millisecond), to.MinRemaining)
+	if dl, ok := ctx.Deadline(); ok {
+		retry := b.thawRetry()
+		if need := to.Budget(retry); time.Until(dl) < need {
+			return res, fmt.Errorf("only %s left before the deadline, need %s (freeze %s + snapshot %s + %d thaw attempts of %s and their backoff) to freeze, snapshot and thaw safely; nothing was frozen",
+				time.Until(dl).Round(time.Millisecond), need, to.Freeze, to.Snapshot, retry.Attempts, to.Thaw)
+		}
 	}
 	// Earlier runs that died before marking their set leave it pending: under the lease nobody
 	// else can be working on it, so it is marked failed now rather than left unmarked.
@@ -259,24 +298,8 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	line, ferr := b.Hosts.Run(fctx, member.InstanceID, hostscripts.Freeze, args)
 	cancel()
 	res.StepsMS["freeze"] = ms(b.now().Sub(t))
-	var fr hostscripts.FreezeResult
-	// refused: the script ran to its end and reported ok:false. It undoes its own partial work, so
-	// the host needs no thaw from here unless the script says something is still frozen; a thaw
-	// would release a freeze that is not ours (an operator's, or a run the watchdog guards).
-	refused := false
-	if ferr == nil {
-		if err := json.Unmarshal(line, &fr); err != nil {
-			ferr = fmt.Errorf("read freeze result %q: %w", truncate(string(line), 300), err)
-		} else if !fr.OK {
-			ferr, refused = fmt.Errorf("freeze refused: %s", fr.Error), true
-		}
-	} else if len(line) > 0 {
-		// The script ran and said why it failed: that is the error to show.
-		if json.Unmarshal(line, &fr) == nil && fr.Error != "" {
-			ferr, refused = errors.New(fr.Error), !fr.OK
-		}
-	}
-	if ferr != nil && refused && !fr.Frozen {
+	fr, ferr, refused := freezeOutcome(line, ferr)
+	if refused {
 		return res, fmt.Errorf("freeze on %s: %w (nothing frozen, nothing snapshotted)", member.InstanceID, ferr)
 	}
 	if ferr != nil {
@@ -327,15 +350,24 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 
 	// Thaw on every path, with a context the caller's cancellation cannot kill.
 	t = b.now()
-	tr, terr := b.thaw(ctx, log, member.InstanceID, cfg)
+	th, terr := b.thaw(ctx, log, member.InstanceID, cfg)
+	tr := th.result
 	res.StepsMS["thaw"] = ms(b.now().Sub(t))
 	if terr == nil {
 		res.ThawVerified = tr.ProbeOK
 		if fr.Frozen {
 			res.WritesBlockedMS = float64(fr.WritesBlockedMicros(tr)) / 1000
 		}
-		if !tr.ProbeOK {
-			res.Warnings = append(res.Warnings, "thaw returned but the write probe did not finish")
+	}
+	// Was the host thawed by its watchdog before this run's thaw? Then writes may have run
+	// when the snapshot was taken.
+	if fr.Frozen && th.thawedBeforeUs(fr) {
+		res.WatchdogFired, res.WritesBlockedMS = true, 0
+		nc := fmt.Errorf("%w: the host's watchdog thawed it (after %ds) before this run's thaw; the snapshot may have been taken with writes running and without standby.signal",
+			ErrNotFreezeConsistent, cfg.WatchdogSeconds)
+		log.Error("watchdog fired before the thaw", "step", "thaw", "set_id", meta.SetID, "reason", nc.Error())
+		if serr == nil {
+			serr = nc
 		}
 	}
 
@@ -343,11 +375,17 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	t = b.now()
 	if serr != nil {
 		reason := "snapshot failed: " + serr.Error()
+		if errors.Is(serr, ErrNotFreezeConsistent) {
+			reason = serr.Error()
+		}
 		if err := b.markByID(ctx, cfg.Name, meta.SetID, snaps, reason); err != nil {
 			res.Warnings = append(res.Warnings, "could not mark the failed set (the next run marks it): "+err.Error())
 		}
 		if terr != nil {
 			return res, fmt.Errorf("create snapshot set: %w; thaw failed too (the watchdog thaws within %ds): %v", serr, cfg.WatchdogSeconds, terr)
+		}
+		if errors.Is(serr, ErrNotFreezeConsistent) {
+			return res, fmt.Errorf("set %s marked failed: %w", meta.SetID, serr)
 		}
 		return res, fmt.Errorf("create snapshot set: %w (host thawed, set marked failed)", serr)
 	}
@@ -384,9 +422,12 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	}
 	res.Status = "completed"
 
-	// Retention. A failure here does not undo the backup; it is reported.
+	// Retention. A failure here does not undo the backup; it is reported in the result and by
+	// the RetentionFailed metric, which an alarm watches.
 	t = b.now()
+	res.RetentionStatus = "ok"
 	if err := b.retention(ctx, log, cfg, &res); err != nil {
+		res.RetentionStatus = "failed"
 		res.Warnings = append(res.Warnings, "retention: "+err.Error())
 		log.Error("retention failed", "step", "retention", "error", err.Error())
 	}
@@ -419,29 +460,68 @@ func thawArgs(cfg config.Cluster) hostscripts.Args {
 	}
 }
 
-// thaw runs the thaw script with retries, detached from the caller's cancellation.
-func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, cfg config.Cluster) (hostscripts.ThawResult, error) {
-	retry := b.ThawRetry
-	if retry.Attempts == 0 {
-		retry = DefaultThawRetry
+// thawOutcome is what the thaw step learned.
+type thawOutcome struct {
+	result hostscripts.ThawResult
+	// first is the result of the first attempt, when it ran the script and answered.
+	first    hostscripts.ThawResult
+	hasFirst bool
+}
+
+// thawedBeforeUs reports whether something other than this run thawed the host the freeze fr
+// froze: a thaw reported that fr's watchdog fired, or the first thaw to reach the host found
+// every mount fr froze already thawed.
+func (o thawOutcome) thawedBeforeUs(fr hostscripts.FreezeResult) bool {
+	if o.result.WatchdogFired(fr) || (o.hasFirst && o.first.WatchdogFired(fr)) {
+		return true
 	}
+	if !o.hasFirst || !o.first.OK || len(fr.StillFrozen) == 0 {
+		return false
+	}
+	for _, m := range fr.StillFrozen {
+		if slices.Contains(o.first.Thawed, m) || slices.Contains(o.first.StillFrozen, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// thaw runs the thaw script with retries, detached from the caller's cancellation. An attempt
+// counts only when the script reports ok and its write probe finished: a probe that did not is
+// retried, then fails the run.
+func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, cfg config.Cluster) (thawOutcome, error) {
+	retry := b.thawRetry()
 	base := context.WithoutCancel(ctx)
 	wait := retry.Initial
+	var out thawOutcome
 	var lastErr error
 	for attempt := 1; attempt <= retry.Attempts; attempt++ {
 		tctx, cancel := context.WithTimeout(base, b.timeouts().Thaw)
 		line, err := b.Hosts.Run(tctx, instanceID, hostscripts.Thaw, thawArgs(cfg))
 		cancel()
-		var tr hostscripts.ThawResult
-		if err == nil {
-			if uerr := json.Unmarshal(line, &tr); uerr != nil {
-				err = fmt.Errorf("read thaw result %q: %w", truncate(string(line), 300), uerr)
-			} else if !tr.OK {
-				err = fmt.Errorf("thaw reported: %s", tr.Error)
+		tr, perr := hostscripts.ThawResult{}, error(nil)
+		if len(line) > 0 {
+			tr, perr = hostscripts.ParseThawResult(line)
+			if perr == nil && attempt == 1 {
+				out.first, out.hasFirst = tr, true
 			}
 		}
+		switch {
+		case perr != nil:
+			err = errors.Join(err, perr)
+		case len(line) == 0 && err == nil:
+			err = errors.New("the thaw command returned no result line")
+		case len(line) > 0 && !tr.OK:
+			err = fmt.Errorf("thaw reported: %s", tr.Error)
+		case err == nil && !tr.ProbeOK:
+			err = fmt.Errorf("thawed %v, but the write probe did not finish: a mount may still be frozen", tr.Thawed)
+		}
 		if err == nil {
-			return tr, nil
+			out.result = tr
+			return out, nil
+		}
+		if tr.WatchdogFiredToken != "" {
+			out.result.WatchdogFiredToken, out.result.WatchdogFiredUS = tr.WatchdogFiredToken, tr.WatchdogFiredUS
 		}
 		lastErr = err
 		log.Warn("thaw attempt failed", "step", "thaw", "attempt", attempt, "error", err.Error())
@@ -450,7 +530,34 @@ func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, 
 			wait = min(wait*2, retry.Max)
 		}
 	}
-	return hostscripts.ThawResult{}, fmt.Errorf("thaw %s: %d attempts: %w", instanceID, retry.Attempts, lastErr)
+	return out, fmt.Errorf("thaw %s: %d attempts: %w", instanceID, retry.Attempts, lastErr)
+}
+
+// freezeOutcome reads what the freeze command returned. refused: the script ran to its end,
+// refused or failed, and says nothing is left frozen; it undid its own work, and a thaw would
+// release a freeze that is not this run's (an operator's, or an earlier one its watchdog
+// guards). Any other failure (lost, timed out, unreadable, or a mount still frozen) leaves the
+// outcome unknown, and the caller thaws.
+func freezeOutcome(line []byte, runErr error) (fr hostscripts.FreezeResult, err error, refused bool) {
+	if len(line) == 0 {
+		if runErr == nil {
+			runErr = errors.New("the freeze command returned no result line")
+		}
+		return fr, runErr, false
+	}
+	fr, perr := hostscripts.ParseFreezeResult(line)
+	switch {
+	case perr != nil:
+		return fr, errors.Join(runErr, perr), false
+	case fr.OK && runErr != nil:
+		return fr, fmt.Errorf("the freeze reported ok, but its command failed: %w", runErr), false
+	case fr.OK:
+		return fr, nil, false
+	case fr.Frozen:
+		return fr, fmt.Errorf("%s (still frozen: %s)", fr.Error, strings.Join(fr.StillFrozen, ", ")), false
+	default:
+		return fr, fmt.Errorf("freeze refused: %s", fr.Error), true
+	}
 }
 
 func (b *Backup) pickMember(ctx context.Context, cfg config.Cluster) (fleet.Member, error) {
@@ -661,6 +768,21 @@ func (b *Backup) emit(cluster string, res Result) {
 		{Name: "SetVolumes", Unit: metrics.Count, Value: float64(res.Volumes)},
 		{Name: "SetSizeGiB", Unit: metrics.Gigabytes, Value: float64(res.SizeGiB)},
 		{Name: "SetsDeleted", Unit: metrics.Count, Value: float64(len(res.DeletedSets))},
+	}
+	if res.Frozen {
+		// Every run that froze says whether its watchdog had to thaw: an alarm on any 1.
+		fired := 0.0
+		if res.WatchdogFired {
+			fired = 1
+		}
+		vals = append(vals, metrics.Value{Name: "WatchdogFired", Unit: metrics.Count, Value: fired})
+	}
+	if res.RetentionStatus != "" {
+		failed := 0.0
+		if res.RetentionStatus != "ok" {
+			failed = 1
+		}
+		vals = append(vals, metrics.Value{Name: "RetentionFailed", Unit: metrics.Count, Value: failed})
 	}
 	if res.Frozen && res.WritesBlockedMS > 0 {
 		// Only measured windows: a run that never froze must not pull the percentiles down.

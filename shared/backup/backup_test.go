@@ -209,6 +209,14 @@ func TestRunPlansVolumesFromFreezeMounts(t *testing.T) {
 			wantVolumes: 2,
 		},
 		{
+			// A volume id the freeze saw that is not attached to this instance (a stale
+			// mapping, an id from another host) maps nothing: every data volume is taken.
+			name:        "a mount on a volume not attached to the instance: every data volume is taken",
+			mounts:      append(mountsOf(r)[:1], hostscripts.MountResult{Path: "/wal", FSType: "xfs", VolumeID: "vol-0notattached000", Frozen: true}),
+			wantVolumes: 3,
+			wantWarning: "could not map every data mount",
+		},
+		{
 			name:        "a mount that maps to no attached volume: every data volume is taken",
 			mounts:      append(mountsOf(r)[:1], hostscripts.MountResult{Path: "/wal", FSType: "xfs", VolumeID: ""}),
 			wantVolumes: 3,
@@ -237,6 +245,118 @@ func TestRunPlansVolumesFromFreezeMounts(t *testing.T) {
 				if sn.Tags[snapset.TagStatus] != "completed" || sn.Tags[snapset.TagDevice] == "" {
 					t.Errorf("snapshot %s tags %v", sn.ID, sn.Tags)
 				}
+			}
+		})
+	}
+}
+
+// TestRunWatchdogFiredMarksTheSetFailed: when the host was thawed by its watchdog before the
+// run's thaw, the snapshot may have been taken with writes running (and a primary's without
+// standby.signal): the set is marked failed with that reason, the run fails, the metric says so.
+func TestRunWatchdogFiredMarksTheSetFailed(t *testing.T) {
+	tests := []struct {
+		name      string
+		thaws     func(h *harness)
+		wantFired bool
+	}{
+		{
+			name: "the thaw reports this freeze's watchdog fired",
+			thaws: func(h *harness) {
+				tr := fleetfake.ThawOK(thawedUS)
+				tr.AlreadyThawed = []string{"/data", "/wal"}
+				tr.WatchdogFiredToken, tr.WatchdogFiredUS = fleetfake.FreezeToken, thawedUS-5_000
+				h.hosts.Respond(hostscripts.Thaw, fleetfake.JSON(tr))
+			},
+			wantFired: true,
+		},
+		{
+			name: "the first thaw finds every frozen mount already thawed",
+			thaws: func(h *harness) {
+				tr := fleetfake.ThawOK(thawedUS)
+				tr.AlreadyThawed = []string{"/data", "/wal"}
+				h.hosts.Respond(hostscripts.Thaw, fleetfake.JSON(tr))
+			},
+			wantFired: true,
+		},
+		{
+			name: "an older freeze's watchdog fired: not this set's business",
+			thaws: func(h *harness) {
+				tr := thawResult()
+				tr.WatchdogFiredToken, tr.WatchdogFiredUS = "1773000000000000-1", 1_773_000_010_000_000
+				h.hosts.Respond(hostscripts.Thaw, fleetfake.JSON(tr))
+			},
+		},
+		{
+			// The first thaw's answer was lost after it thawed: the retry finds nothing frozen,
+			// which says nothing about the watchdog.
+			name: "a retry finds the mounts thawed by the lost first attempt",
+			thaws: func(h *harness) {
+				tr := fleetfake.ThawOK(thawedUS)
+				tr.AlreadyThawed = []string{"/data", "/wal"}
+				h.hosts.Respond(hostscripts.Thaw, fleetfake.Response{Line: mustJSON(thawResult()), Err: errors.New("ssm: InvocationDoesNotExist"), Effect: fleetfake.EffectThaw}, fleetfake.JSON(tr))
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			tc.thaws(h)
+			res, err := h.run(context.Background(), "main")
+			fired, _ := h.metrics.Get("WatchdogFired")
+			if !tc.wantFired {
+				if err != nil || res.Status != "completed" || res.WatchdogFired || fired != 0 {
+					t.Fatalf("Run: %+v, %v, WatchdogFired metric %v; want completed", res, err, fired)
+				}
+				return
+			}
+			if !errors.Is(err, backup.ErrNotFreezeConsistent) || res.Status != "failed" || !res.WatchdogFired || fired != 1 {
+				t.Fatalf("Run: status %q, watchdogFired %v, metric %v, err %v; want failed: not freeze-consistent", res.Status, res.WatchdogFired, fired, err)
+			}
+			sets, _ := snapset.Group(h.store.BySet(res.SetID))
+			if len(sets) != 1 || !sets[0].Failed() {
+				t.Fatalf("set %s: %+v; want marked failed", res.SetID, sets)
+			}
+			for _, sn := range sets[0].Snapshots {
+				if r := sn.Tags[snapset.TagStatusReason]; !strings.Contains(r, "watchdog") || !strings.Contains(r, "standby.signal") {
+					t.Errorf("status reason %q; want it to name the watchdog and standby.signal", r)
+				}
+			}
+			if res.WritesBlockedMS != 0 {
+				t.Errorf("writes blocked %v ms: a window the watchdog ended was not measured", res.WritesBlockedMS)
+			}
+			h.assertThawed(t)
+			h.assertLeaseFree(t)
+		})
+	}
+}
+
+// TestRunBadConfigurationSendsNothing: a configuration whose values the host scripts refuse
+// (here loaded without config.Parse, as from a hand-edited parameter) sends nothing to any host,
+// not even a thaw.
+func TestRunBadConfigurationSendsNothing(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(c *config.Cluster)
+		want string
+	}{
+		{"space in the socket dir", func(c *config.Cluster) { c.Postgres.SocketDir = "/var/run/post gres" }, "--pg-host"},
+		{"metacharacter in a mount", func(c *config.Cluster) { c.Volumes.Mounts = []string{"/data;reboot"} }, "--mounts"},
+		{"state dir not absolute", func(c *config.Cluster) { c.StateDir = "run/pgfleet" }, "--state-dir"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			cfg := clusterConfig(t)
+			tc.edit(&cfg)
+			h.configs.Put(cfg)
+			res, err := h.run(context.Background(), "main")
+			if !errors.Is(err, backup.ErrBadConfig) || res.Status != "failed" {
+				t.Fatalf("Run: %+v, %v; want ErrBadConfig", res, err)
+			}
+			assertMentions(t, err, tc.want, "nothing was sent to a host")
+			h.assertNothingChanged(t)
+			if n := len(h.lease.Calls()); n != 0 {
+				t.Errorf("%d lease calls", n)
 			}
 		})
 	}
@@ -362,7 +482,7 @@ func TestRunThawRetries(t *testing.T) {
 		{
 			name: "script reports a failure once",
 			setup: func(h *harness) {
-				h.hosts.Respond(hostscripts.Thaw, fleetfake.Response{Line: mustJSON(hostscripts.ThawResult{OK: false, Error: "fsfreeze -u /wal: device busy"}), Err: errors.New("exit status 1")})
+				h.hosts.Respond(hostscripts.Thaw, fleetfake.Response{Line: mustJSON(thawFailure("fsfreeze -u /wal failed: device busy", "/wal")), Err: errors.New("exit status 1")})
 			},
 			wantThaws:    2,
 			wantVerified: true,
@@ -370,14 +490,16 @@ func TestRunThawRetries(t *testing.T) {
 		{
 			name: "ok:false without an exit error",
 			setup: func(h *harness) {
-				h.hosts.Respond(hostscripts.Thaw, fleetfake.JSON(hostscripts.ThawResult{OK: false, Error: "busy"}))
+				h.hosts.Respond(hostscripts.Thaw, fleetfake.JSON(thawFailure("a pgfleet freeze on this host still holds /run/pgfleet/lock after 15s: nothing was thawed yet; retry (the watchdog stays armed)")))
 			},
 			wantThaws:    2,
 			wantVerified: true,
 		},
 		{
-			name:         "unreadable result once",
-			setup:        func(h *harness) { h.hosts.Respond(hostscripts.Thaw, fleetfake.Response{Line: []byte("Killed")}) },
+			name: "no result line once",
+			setup: func(h *harness) {
+				h.hosts.Respond(hostscripts.Thaw, fleetfake.Response{Err: errors.New("thaw on i-0bbbbbbbbbbbbbbb2 (command c-1) succeeded but printed no JSON result line")})
+			},
 			wantThaws:    2,
 			wantVerified: true,
 		},
@@ -391,14 +513,27 @@ func TestRunThawRetries(t *testing.T) {
 			wantVerified: true,
 		},
 		{
-			name: "thawed but the write probe did not finish",
+			// The probe is how a thaw proves the mounts take writes: a thaw without it is retried.
+			name: "thawed but the write probe did not finish once",
 			setup: func(h *harness) {
 				tr := thawResult()
 				tr.ProbeOK = false
 				h.hosts.Respond(hostscripts.Thaw, fleetfake.JSON(tr))
 			},
-			wantThaws:   1,
-			wantWarning: "write probe",
+			wantThaws:    2,
+			wantVerified: true,
+		},
+		{
+			// ... and when it never finishes the run fails loudly; the set, taken while frozen,
+			// stays completed.
+			name: "the write probe never finishes",
+			setup: func(h *harness) {
+				tr := thawResult()
+				tr.ProbeOK = false
+				h.hosts.Default(hostscripts.Thaw, fleetfake.JSON(tr))
+			},
+			wantErr:   []string{"thaw of " + replicaID + " failed after retries", "write probe did not finish", "3 attempts"},
+			wantThaws: 3,
 		},
 		{
 			name:          "fails every time",
@@ -465,31 +600,31 @@ func TestRunFreezeFailureSnapshotsNothingAndThaws(t *testing.T) {
 			name: "refused by the script",
 			setup: func(h *harness) {
 				h.hosts.Respond(hostscripts.Freeze, fleetfake.Response{
-					Line: mustJSON(hostscripts.FreezeResult{OK: false, Action: "freeze", Error: "/data/pg/15/main is not on the listed mounts"}),
-					Err:  errors.New("exit status 2"),
+					Line: mustJSON(freezeFailure("/data/pg/15/main/pg_wal is on none of --mounts (/data): the snapshot would not contain it")),
+					Err:  errors.New("exit status 1"),
 				})
 			},
-			want:   []string{"is not on the listed mounts", "nothing frozen"},
+			want:   []string{"is on none of --mounts", "nothing frozen"},
 			noThaw: true,
 		},
 		{
-			name: "refused but still frozen",
+			// The script's rollback could not unfreeze /data: it says so, and the run thaws.
+			name: "failed and still frozen",
 			setup: func(h *harness) {
 				h.hosts.Respond(hostscripts.Freeze, fleetfake.Response{
-					Line:   mustJSON(hostscripts.FreezeResult{OK: false, Action: "freeze", Frozen: true, Error: "fsfreeze -f /wal failed; could not thaw /data"}),
-					Err:    errors.New("exit status 1"),
-					Effect: fleetfake.EffectFreeze,
+					Line: mustJSON(freezeFailure("fsfreeze -f failed on /wal: Device or resource busy (cleanup: thaw of /data failed: Input/output error; the watchdog thaws the rest)", "/data")),
+					Err:  errors.New("exit status 1"),
 				})
 			},
-			want:        []string{"could not thaw", "host thawed"},
+			want:        []string{"still frozen: /data", "host thawed"},
 			wantFreezes: 1,
 		},
 		{
 			name: "ok:false without an exit error",
 			setup: func(h *harness) {
-				h.hosts.Respond(hostscripts.Freeze, fleetfake.JSON(hostscripts.FreezeResult{OK: false, Error: "pg_isready failed"}))
+				h.hosts.Respond(hostscripts.Freeze, fleetfake.JSON(freezeFailure("postgresql is not running on port 5432 (socket dir /var/run/postgresql): no response")))
 			},
-			want:   []string{"freeze refused", "pg_isready failed"},
+			want:   []string{"freeze refused", "postgresql is not running"},
 			noThaw: true,
 		},
 		{
@@ -500,11 +635,17 @@ func TestRunFreezeFailureSnapshotsNothingAndThaws(t *testing.T) {
 			want: []string{"InvalidInstanceId"},
 		},
 		{
-			name: "unreadable result",
+			// A result the script never prints (a script and a function of different versions):
+			// the outcome is unknown, so the run thaws.
+			name: "result of another version",
 			setup: func(h *harness) {
-				h.hosts.Respond(hostscripts.Freeze, fleetfake.Response{Line: []byte("bash: fsfreeze: command not found")})
+				h.hosts.Respond(hostscripts.Freeze, fleetfake.Response{
+					Line: []byte(`{"ok":true,"action":"freeze","host":"pg","frozen_mounts":["/data"],"started_us":1,"finished_us":2}`),
+					Effect: fleetfake.EffectFreeze, Unchecked: true,
+				})
 			},
-			want: []string{"read freeze result", "command not found"},
+			want:        []string{"read freeze result", "unknown field", "host thawed"},
+			wantFreezes: 1,
 		},
 		{
 			name: "timed out after the host froze",
@@ -649,13 +790,18 @@ func TestRunLease(t *testing.T) {
 
 func TestRunRefusesNearTheDeadline(t *testing.T) {
 	h := newHarness(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The harness: freeze 5s + snapshot 5s + 3 thaw attempts of 5s + 1ms + 2ms of backoff.
+	budget := h.b.Timeouts.Budget(h.b.ThawRetry)
+	if want := 25*time.Second + 3*time.Millisecond; budget != want {
+		t.Fatalf("Budget = %s, want %s", budget, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget-time.Second)
 	defer cancel()
 	res, err := h.run(ctx, "main")
 	if err == nil {
 		t.Fatalf("no error: %+v", res)
 	}
-	assertMentions(t, err, "before the deadline", "need 1m30s", "nothing was frozen")
+	assertMentions(t, err, "before the deadline", "need 25.003s", "3 thaw attempts", "nothing was frozen")
 	if n := len(h.hosts.Calls()); n != 0 {
 		t.Errorf("%d host script runs", n)
 	}
@@ -664,11 +810,66 @@ func TestRunRefusesNearTheDeadline(t *testing.T) {
 	}
 	h.assertLeaseFree(t)
 
-	// With enough time left the same run goes ahead.
+	// With the budget left the same run goes ahead.
 	h = newHarness(t)
-	h.b.Timeouts.MinRemaining = 10 * time.Second
+	ctx, cancel = context.WithTimeout(context.Background(), budget+time.Second)
+	defer cancel()
 	if res, err := h.run(ctx, "main"); err != nil || res.Status != "completed" {
 		t.Fatalf("Run with time to spare: %+v, %v", res, err)
+	}
+}
+
+// TestBudgetCoversEveryThaw: the worst case the timeouts allow (the freeze command, the
+// snapshot call and every thaw attempt each hang for their whole timeout), started with just the
+// budget left: every thaw attempt still starts before the deadline, when Lambda would stop the
+// function.
+func TestBudgetCoversEveryThaw(t *testing.T) {
+	h := newHarness(t)
+	h.b.Timeouts = backup.Timeouts{Freeze: 150 * time.Millisecond, Snapshot: 100 * time.Millisecond, Thaw: 80 * time.Millisecond}
+	h.b.ThawRetry = backup.Retry{Attempts: 4, Initial: 20 * time.Millisecond, Max: 40 * time.Millisecond}
+	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	h.hosts.Respond(hostscripts.Freeze, fleetfake.Response{Block: true, Effect: fleetfake.EffectFreeze})
+	h.store.Hook(fleetfake.OpCreateSet, hang)
+	var mu sync.Mutex
+	var thawStarts []time.Time
+	h.hosts.Hook(string(hostscripts.Thaw), func(ctx context.Context) error {
+		mu.Lock()
+		thawStarts = append(thawStarts, time.Now())
+		mu.Unlock()
+		return hang(ctx)
+	})
+	budget := h.b.Timeouts.Budget(h.b.ThawRetry)
+	ctx, cancel := context.WithTimeout(context.Background(), budget+20*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	_, err := h.run(ctx, "main")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(thawStarts) != 4 {
+		t.Fatalf("%d thaw attempts, want 4", len(thawStarts))
+	}
+	for i, at := range thawStarts {
+		if at.After(deadline) {
+			t.Errorf("thaw attempt %d started %s after the deadline", i+1, at.Sub(deadline))
+		}
+	}
+	t.Logf("budget %s; last thaw attempt started %s before the deadline", budget, deadline.Sub(thawStarts[3]))
+}
+
+func TestDefaultTimeoutsFitTheHost(t *testing.T) {
+	d := backup.DefaultTimeouts
+	// A thaw may wait for a freeze still running on the host, then probe for up to 5 s.
+	if min := hostscripts.ThawLockWait + 5*time.Second; d.Thaw <= min {
+		t.Errorf("Thaw %s: a thaw attempt must outlast the host's lock wait and probe (%s)", d.Thaw, min)
+	}
+	if d.Freeze <= hostscripts.FreezeLockWait {
+		t.Errorf("Freeze %s: must outlast the host's wait for a thaw in progress (%s)", d.Freeze, hostscripts.FreezeLockWait)
+	}
+	if b := d.Budget(backup.DefaultThawRetry); b > 4*time.Minute {
+		t.Errorf("Budget %s leaves less than a minute of a 5 minute Lambda for the rest", b)
 	}
 }
 
@@ -1024,6 +1225,14 @@ func TestRunRetention(t *testing.T) {
 			if len(tc.wantWarning) == 0 && warnings != "" {
 				t.Errorf("unexpected warnings %q", warnings)
 			}
+			// A retention failure does not fail the backup, but an alarm can see it.
+			wantStatus, wantFailed := "ok", 0.0
+			if len(tc.wantWarning) > 0 {
+				wantStatus, wantFailed = "failed", 1
+			}
+			if v, ok := h.metrics.Get("RetentionFailed"); !ok || v != wantFailed || res.RetentionStatus != wantStatus {
+				t.Errorf("RetentionFailed %v (published %v), retentionStatus %q; want %v, %q", v, ok, res.RetentionStatus, wantFailed, wantStatus)
+			}
 			if v, _ := h.metrics.Get("SetsDeleted"); v != float64(len(tc.wantDeleted)) {
 				t.Errorf("SetsDeleted %v", v)
 			}
@@ -1046,20 +1255,16 @@ func TestRunWritesBlockedFromHostClocks(t *testing.T) {
 	}{
 		{name: "freeze start to thaw return on the host clock", wantMS: 35.5, wantTag: "36", wantConsistency: "freeze"},
 		{
-			name:            "thaw result without a time",
-			thaw:            func(tr *hostscripts.ThawResult) { tr.ThawedUS = 0 },
-			wantConsistency: "freeze",
-		},
-		{
 			name:            "crash-consistent: nothing frozen",
 			consistency:     "crash",
-			freeze:          func(fr *hostscripts.FreezeResult) { fr.Frozen, fr.FreezeStartedUS, fr.FrozenUS = false, 0, 0 },
+			freeze:          nothingFrozen,
 			wantConsistency: "crash",
 		},
 		{
 			name: "ZFS is never frozen",
 			freeze: func(fr *hostscripts.FreezeResult) {
-				fr.Frozen, fr.ZFS, fr.FreezeStartedUS, fr.FrozenUS = false, true, 0, 0
+				nothingFrozen(fr)
+				fr.ZFS = true
 			},
 			wantConsistency: "crash-zfs",
 		},
@@ -1103,6 +1308,15 @@ func TestRunWritesBlockedFromHostClocks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nothingFrozen turns a freeze result into the one freeze.sh prints when it froze nothing
+// (crash consistency, ZFS).
+func nothingFrozen(fr *hostscripts.FreezeResult) {
+	for i := range fr.Mounts {
+		fr.Mounts[i].Frozen = false
+	}
+	*fr = fleetfake.FreezeOK(freezeStartUS, fr.Mounts...)
 }
 
 func TestRunMarkingTheSet(t *testing.T) {
@@ -1370,21 +1584,21 @@ func mountsOf(m fleet.Member) []hostscripts.MountResult {
 	return out
 }
 
+// freezeResult is the line freeze.sh prints after freezing the given mounts (those with Frozen
+// set), and thawResult the thaw's that follows 35.5 ms later: fleetfake's lines, which pass
+// the orchestrator's own parser.
 func freezeResult(mounts ...hostscripts.MountResult) hostscripts.FreezeResult {
-	return hostscripts.FreezeResult{
-		OK: true, Action: "freeze", Host: "pg", Frozen: true, Consistency: "freeze", Mounts: mounts,
-		PGVersion: "15", PGVersionNum: 150010, InRecovery: true, Timeline: 2,
-		RedoLSN: "0/5000028", RedoWALFile: "000000020000000000000005", SnapshotLSN: "0/5000100",
-		WatchdogPID: 4242, WatchdogDeadlineUS: freezeStartUS + 10_000_000,
-		StartedUS: freezeStartUS - 80_000, FreezeStartedUS: freezeStartUS, FrozenUS: freezeStartUS + 1_200, FinishedUS: freezeStartUS + 1_500,
-	}
+	return fleetfake.FreezeOK(freezeStartUS, mounts...)
 }
 
-func thawResult() hostscripts.ThawResult {
-	return hostscripts.ThawResult{
-		OK: true, Action: "thaw", Host: "pg", Thawed: []string{"/data", "/wal"}, WatchdogDisarmed: true, ProbeOK: true,
-		StartedUS: thawedUS - 2_000, ThawStartedUS: thawedUS - 1_000, ThawedUS: thawedUS, FinishedUS: thawedUS + 3_000,
-	}
+func freezeFailure(msg string, stillFrozen ...string) hostscripts.FreezeResult {
+	return fleetfake.FreezeFailed(freezeStartUS, msg, stillFrozen...)
+}
+
+func thawResult() hostscripts.ThawResult { return fleetfake.ThawOK(thawedUS, "/data", "/wal") }
+
+func thawFailure(msg string, stillFrozen ...string) hostscripts.ThawResult {
+	return fleetfake.ThawFailed(thawedUS, msg, stillFrozen...)
 }
 
 func mustJSON(v any) []byte {

@@ -142,10 +142,39 @@ func TestSnapshotStoreFailAfterEffect(t *testing.T) {
 	}
 }
 
+// TestHostRunnerRefusesLinesTheScriptsNeverPrint: a fake programmed with an impossible line
+// panics instead of letting a test pass on it.
+func TestHostRunnerRefusesLinesTheScriptsNeverPrint(t *testing.T) {
+	impossible := map[hostscripts.Name]hostscripts.FreezeResult{
+		// frozen, yet nothing in still_frozen: the old "frozen:false on every failure" shape's twin
+		hostscripts.Freeze: {OK: false, Action: "freeze", Host: "pg", Error: "x", Frozen: true, StartedUS: 1, FinishedUS: 2},
+	}
+	for script, fr := range impossible {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: an impossible line was accepted", script)
+				}
+			}()
+			fleetfake.NewHostRunner().Respond(script, fleetfake.JSON(fr))
+		}()
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("thaw ok with a mount still frozen was accepted")
+			}
+		}()
+		tr := fleetfake.ThawOK(2_000_000, "/data")
+		tr.StillFrozen = []string{"/wal"}
+		fleetfake.NewHostRunner().Default(hostscripts.Thaw, fleetfake.JSON(tr))
+	}()
+}
+
 func TestHostRunnerModelsFrozenState(t *testing.T) {
 	h := fleetfake.NewHostRunner()
-	h.Default(hostscripts.Freeze, fleetfake.JSON(hostscripts.FreezeResult{OK: true, Frozen: true}))
-	h.Default(hostscripts.Thaw, fleetfake.JSON(hostscripts.ThawResult{OK: true}))
+	h.Default(hostscripts.Freeze, fleetfake.JSON(fleetfake.FreezeOK(1_000_000, hostscripts.MountResult{Path: "/data", FSType: "xfs", Frozen: true})))
+	h.Default(hostscripts.Thaw, fleetfake.JSON(fleetfake.ThawOK(2_000_000, "/data")))
 	ctx := context.Background()
 	freezeArgs := hostscripts.Args{"pgdata": "/data/pg", "mounts": "/data"}
 	thawArgs := hostscripts.Args{"mounts": "/data"}
@@ -228,7 +257,7 @@ func TestJournalOrdersCallsAcrossFakes(t *testing.T) {
 	l.Journal = j
 	h := fleetfake.NewHostRunner()
 	h.Journal = j
-	h.Default(hostscripts.Thaw, fleetfake.JSON(hostscripts.ThawResult{OK: true}))
+	h.Default(hostscripts.Thaw, fleetfake.JSON(fleetfake.ThawOK(2_000_000)))
 	ctx := context.Background()
 	_ = l.Acquire(ctx, "k", "a", time.Minute)
 	_, _ = h.Run(ctx, "i-1", hostscripts.Thaw, hostscripts.Args{"mounts": "/data"})

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
 )
@@ -17,8 +18,9 @@ type Effect int
 
 // Effects.
 const (
-	// EffectAuto: a freeze whose result line says ok and frozen freezes the host; a thaw whose
-	// result line says ok thaws it; a run that returns an error changes nothing.
+	// EffectAuto: a freeze whose result line says frozen (on success, or a failure that left
+	// mounts frozen) freezes the host; a thaw whose result line says ok thaws it; a run with no
+	// result line changes nothing.
 	EffectAuto Effect = iota
 	// EffectNone changes nothing, whatever the result says.
 	EffectNone
@@ -30,7 +32,10 @@ const (
 
 // Response is a programmed answer to one script run.
 type Response struct {
-	// Line is the script's JSON result line.
+	// Line is the script's JSON result line, or nil when the run printed none (a lost command,
+	// an agent error). A line must be one the real script can print: Respond and Default check
+	// it with the parser the orchestrator uses (hostscripts.ParseFreezeResult, ParseThawResult)
+	// and panic on a line the script never prints, so no test passes on an impossible answer.
 	Line []byte
 	// Err is returned with Line (a script that ran and failed returns both).
 	Err error
@@ -39,6 +44,9 @@ type Response struct {
 	Block bool
 	// Effect says what the run does to the host.
 	Effect Effect
+	// Unchecked lets Line be a line today's script does not print, for the one case where a
+	// real host can: an SSM document of another version than the function.
+	Unchecked bool
 }
 
 // JSON returns a Response whose line is v marshalled, e.g. a hostscripts.FreezeResult.
@@ -88,6 +96,9 @@ func NewHostRunner() *HostRunner {
 
 // Respond queues responses for the next runs of script, in order.
 func (h *HostRunner) Respond(script hostscripts.Name, rs ...Response) {
+	for _, r := range rs {
+		mustBeReal(script, r)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.queued[script] = append(h.queued[script], rs...)
@@ -95,9 +106,29 @@ func (h *HostRunner) Respond(script hostscripts.Name, rs ...Response) {
 
 // Default sets the response of every run of script once its queue is empty.
 func (h *HostRunner) Default(script hostscripts.Name, r Response) {
+	mustBeReal(script, r)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.defaults[script] = r
+}
+
+// mustBeReal panics when r's line is not one the real script can print.
+func mustBeReal(script hostscripts.Name, r Response) {
+	if len(r.Line) == 0 || r.Unchecked {
+		return
+	}
+	var err error
+	switch script {
+	case hostscripts.Freeze:
+		_, err = hostscripts.ParseFreezeResult(r.Line)
+	case hostscripts.Thaw:
+		_, err = hostscripts.ParseThawResult(r.Line)
+	default:
+		err = fmt.Errorf("no parser for script %s", script)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("fleetfake: programmed %s response: %v", script, err))
+	}
 }
 
 // SetFrozen sets a host's state, e.g. a host left frozen by someone else.
@@ -179,9 +210,11 @@ func (h *HostRunner) Run(ctx context.Context, instanceID string, script hostscri
 	h.mu.Lock()
 	if script == hostscripts.Freeze && h.frozen[instanceID] {
 		h.mu.Unlock()
+		now := time.Now().UnixMicro()
 		line, _ := json.Marshal(hostscripts.FreezeResult{OK: false, Action: "freeze", Host: instanceID,
-			Error: "already frozen: a freeze record exists; run thaw first"})
-		return line, errors.New("fleetfake: freeze exited with status 3")
+			Error:     "already frozen by pgfleet since 2026-03-10T03:00:00Z (freeze record /run/pgfleet/frozen.json), run thaw first",
+			StartedUS: now, FinishedUS: now})
+		return line, errors.New("fleetfake: freeze exited with status 1")
 	}
 	r, ok := h.next(script)
 	if !ok {
@@ -225,18 +258,20 @@ func (h *HostRunner) apply(instanceID string, script hostscripts.Name, r Respons
 	case EffectThaw:
 		h.frozen[instanceID] = false
 	case EffectAuto:
-		if r.Err != nil || r.Block {
+		// A script that ran answers with its line (and an error when it failed); a run with no
+		// line changed nothing.
+		if r.Block || len(r.Line) == 0 {
 			return
 		}
 		switch script {
 		case hostscripts.Freeze:
-			var fr hostscripts.FreezeResult
-			if json.Unmarshal(r.Line, &fr) == nil && fr.OK && fr.Frozen {
+			// A freeze leaves the host frozen when it says so, on success or on a failure
+			// its rollback could not undo.
+			if fr, err := hostscripts.ParseFreezeResult(r.Line); err == nil && fr.Frozen {
 				freeze()
 			}
 		case hostscripts.Thaw:
-			var tr hostscripts.ThawResult
-			if json.Unmarshal(r.Line, &tr) == nil && tr.OK {
+			if tr, err := hostscripts.ParseThawResult(r.Line); err == nil && tr.OK {
 				h.frozen[instanceID] = false
 			}
 		}
