@@ -640,7 +640,7 @@ func TestRunFreezeFailureSnapshotsNothingAndThaws(t *testing.T) {
 			name: "result of another version",
 			setup: func(h *harness) {
 				h.hosts.Respond(hostscripts.Freeze, fleetfake.Response{
-					Line: []byte(`{"ok":true,"action":"freeze","host":"pg","frozen_mounts":["/data"],"started_us":1,"finished_us":2}`),
+					Line:   []byte(`{"ok":true,"action":"freeze","host":"pg","frozen_mounts":["/data"],"started_us":1,"finished_us":2}`),
 					Effect: fleetfake.EffectFreeze, Unchecked: true,
 				})
 			},
