@@ -28,7 +28,9 @@ func TestBackupBadInputChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	invoke := func(payload string) error {
-		_, err := lambda.NewHandler(job.Handle).Invoke(ctx, []byte(payload))
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), invocationTimeout)
+		defer cancel()
+		_, err := lambda.NewHandler(job.Handle).Invoke(ictx, []byte(payload))
 		return err
 	}
 	tests := []struct {

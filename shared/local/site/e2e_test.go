@@ -124,9 +124,16 @@ func invokeBackup(ctx context.Context, t testing.TB, s *site.Site, sink metrics.
 	return invoke[backup.Result](ctx, t, job.Handle, fmt.Sprintf(`{"cluster":%q}`, s.Cluster))
 }
 
-// invoke runs a handler the way the Lambda runtime does (JSON in, JSON out) and decodes its result.
+// invocationTimeout is the function timeout the handlers run under here, as in the stack: each
+// invocation gets its own deadline, whatever the test's own is.
+const invocationTimeout = 5 * time.Minute
+
+// invoke runs a handler the way the Lambda runtime does (JSON in, JSON out, a deadline of its
+// own) and decodes its result.
 func invoke[R any](ctx context.Context, t testing.TB, handler any, payload string) R {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), invocationTimeout)
+	defer cancel()
 	out, err := lambda.NewHandler(handler).Invoke(ctx, []byte(payload))
 	if err != nil {
 		t.Fatalf("invoke %s: %v", payload, err)
