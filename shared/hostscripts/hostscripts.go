@@ -451,24 +451,19 @@ func (t ThawResult) WatchdogFired(fr FreezeResult) bool {
 // script and this type cannot drift apart unnoticed) and checked with Check, so a line the
 // script cannot print is an error, not a result.
 func ParseFreezeResult(line []byte) (FreezeResult, error) {
-	var r FreezeResult
-	if err := decodeStrict(line, &r); err != nil {
-		return FreezeResult{}, fmt.Errorf("read freeze result %s: %w", quoteLine(line), err)
-	}
-	if err := r.Check(); err != nil {
-		return FreezeResult{}, fmt.Errorf("freeze result %s is not one freeze.sh prints: %w", quoteLine(line), err)
-	}
-	return r, nil
+	return parseResult[FreezeResult](Freeze, line)
 }
 
 // ParseThawResult decodes thaw.sh's result line like ParseFreezeResult.
-func ParseThawResult(line []byte) (ThawResult, error) {
-	var r ThawResult
+func ParseThawResult(line []byte) (ThawResult, error) { return parseResult[ThawResult](Thaw, line) }
+
+func parseResult[R interface{ Check() error }](n Name, line []byte) (R, error) {
+	var r, zero R
 	if err := decodeStrict(line, &r); err != nil {
-		return ThawResult{}, fmt.Errorf("read thaw result %s: %w", quoteLine(line), err)
+		return zero, fmt.Errorf("read %s result %s: %w", n, quoteLine(line), err)
 	}
 	if err := r.Check(); err != nil {
-		return ThawResult{}, fmt.Errorf("thaw result %s is not one thaw.sh prints: %w", quoteLine(line), err)
+		return zero, fmt.Errorf("%s result %s is not one %s.sh prints: %w", n, quoteLine(line), n, err)
 	}
 	return r, nil
 }

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pgfleet/pgfleet/shared/fleet/fleetfake"
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
 	"github.com/pgfleet/pgfleet/shared/testutil"
 )
@@ -464,4 +466,72 @@ func sortedCopy(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// TestParseResultsRefuseWhatTheScriptsNeverPrint: the rules Check holds the lines to, each
+// broken once. (The host tests feed every real line through the same parsers.)
+func TestParseResultsRefuseWhatTheScriptsNeverPrint(t *testing.T) {
+	okFreeze := fleetfake.FreezeOK(1_773_111_600_000_000,
+		hostscripts.MountResult{Path: "/data", FSType: "xfs", Source: "/dev/nvme1n1", VolumeID: "vol-1", Frozen: true})
+	okThaw := fleetfake.ThawOK(1_773_111_600_050_000, "/data")
+	freezes := []struct {
+		name string
+		edit func(r *hostscripts.FreezeResult)
+		want string
+	}{
+		{"valid", func(*hostscripts.FreezeResult) {}, ""},
+		{"frozen without still_frozen", func(r *hostscripts.FreezeResult) { r.StillFrozen = nil }, "still_frozen"},
+		{"failure says frozen, lists nothing", func(r *hostscripts.FreezeResult) {
+			*r = fleetfake.FreezeFailed(r.FinishedUS, "x")
+			r.Frozen = true
+		}, "frozen true"},
+		{"ok with an error", func(r *hostscripts.FreezeResult) { r.Error = "x" }, "ok true with error"},
+		{"failure without an error", func(r *hostscripts.FreezeResult) { *r = fleetfake.FreezeFailed(r.FinishedUS, "") }, "ok false"},
+		{"no watchdog", func(r *hostscripts.FreezeResult) { r.WatchdogPID = 0 }, "armed watchdog"},
+		{"watchdog deadline before the freeze", func(r *hostscripts.FreezeResult) { r.WatchdogDeadlineUS = r.FrozenUS }, "out of order"},
+		{"wrong action", func(r *hostscripts.FreezeResult) { r.Action = "thaw" }, "action"},
+		{"no redo point", func(r *hostscripts.FreezeResult) { r.RedoWALFile = "" }, "checkpoint"},
+	}
+	for _, tc := range freezes {
+		t.Run("freeze "+tc.name, func(t *testing.T) {
+			r := okFreeze
+			r.Mounts = slices.Clone(okFreeze.Mounts)
+			tc.edit(&r)
+			line, _ := json.Marshal(r)
+			_, err := hostscripts.ParseFreezeResult(line)
+			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("ParseFreezeResult = %v; want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	thaws := []struct {
+		name string
+		edit func(r *hostscripts.ThawResult)
+		want string
+	}{
+		{"valid", func(*hostscripts.ThawResult) {}, ""},
+		{"ok with a mount still frozen", func(r *hostscripts.ThawResult) { r.StillFrozen = []string{"/wal"} }, "still_frozen"},
+		{"disarmed with a mount still frozen", func(r *hostscripts.ThawResult) {
+			*r = fleetfake.ThawFailed(r.FinishedUS, "x", "/wal")
+			r.WatchdogDisarmed = true
+		}, "disarmed"},
+		{"fired token without a time", func(r *hostscripts.ThawResult) { r.WatchdogFiredToken = "1-2" }, "watchdog_fired"},
+		{"thawed before it started", func(r *hostscripts.ThawResult) { r.ThawedUS = r.ThawStartedUS - 1 }, "out of order"},
+	}
+	for _, tc := range thaws {
+		t.Run("thaw "+tc.name, func(t *testing.T) {
+			r := okThaw
+			tc.edit(&r)
+			line, _ := json.Marshal(r)
+			_, err := hostscripts.ParseThawResult(line)
+			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("ParseThawResult = %v; want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	for _, line := range []string{`{"ok":true,"action":"thaw","host":"pg","surprise":1}`, `{"ok":true} {"ok":true}`, `[1]`} {
+		if _, err := hostscripts.ParseThawResult([]byte(line)); err == nil {
+			t.Errorf("ParseThawResult(%s) accepted", line)
+		}
+	}
 }
