@@ -8,7 +8,7 @@ BUILD     := build
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := 2026.2.2
 STATICCHECK := $(GOBIN)/staticcheck
-APT_PACKAGES := pgbackrest xfsprogs shellcheck zip util-linux
+APT_PACKAGES := pgbackrest xfsprogs shellcheck zip util-linux procps
 LOCAL     := ./shared/local/cmd/pgfleet-local
 TEST_TIMEOUT ?= 30m
 export CDK_DISABLE_CLI_TELEMETRY := true
@@ -25,6 +25,8 @@ deps: ## install what the tests need when it is missing (Debian packages, Go mod
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v zip        >/dev/null || missing="$$missing zip"; \
 	command -v fsfreeze   >/dev/null || missing="$$missing util-linux"; \
+	command -v flock      >/dev/null || missing="$$missing util-linux"; \
+	command -v pgrep      >/dev/null || missing="$$missing procps"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
