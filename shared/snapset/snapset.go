@@ -324,8 +324,8 @@ func NewestCompleted(sets []Set) (Set, bool) {
 	return Set{}, false
 }
 
-// OldestCompleted returns the oldest completed set (the one whose WAL boundary the pruner uses),
-// in the order of SortNewestFirst.
+// OldestCompleted returns the oldest completed set, in the order of SortNewestFirst. It is not
+// the WAL pruner's boundary: a newer set can need older WAL (see PruneBoundary).
 func OldestCompleted(sets []Set) (Set, bool) {
 	sorted := append([]Set(nil), sets...)
 	SortNewestFirst(sorted)

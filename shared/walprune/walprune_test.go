@@ -27,15 +27,16 @@ import (
 const bucket = "wal-archive"
 
 // The unit archive: timeline 1 segments 0 to 12*256-1 (3072 segments in 12 directories) and the
-// extras of pgbrFixture; the oldest completed set's redo WAL file is segment 10*256+0x40, so a
-// prune deletes 2637 objects in three DeleteObjects batches.
+// extras of pgbrFixture; the lowest redo WAL file of the sets that bound the prune (the oldest
+// completed set's) is segment 10*256+0x40, so a prune deletes 2637 objects in three
+// DeleteObjects batches.
 var (
 	unitEnd      = uint64(12 * segsPerLog)
 	unitBoundary = seg(1, 10*segsPerLog+0x40)
 )
 
-// harness is a Pruner over fakes, with one cluster "main" whose oldest completed set needs
-// unitBoundary.
+// harness is a Pruner over fakes, with one cluster "main" whose sets need unitBoundary and
+// later.
 type harness struct {
 	fix     archiveFixture
 	arch    *memArchive
@@ -66,8 +67,9 @@ func newHarness(t *testing.T) *harness {
 	}
 	h.configs = fleetfake.NewConfigSource(cfg)
 	h.arch = newMemArchive(bucket, h.fix.Keys)
-	// Sets, newest first: a pending one, a completed one, the oldest completed one (the
-	// boundary), a failed and an incomplete one older still.
+	// Sets, newest first: a pending one, a completed one, the oldest completed one (the lowest
+	// redo point: the boundary), a failed and an errored one older still, with lower redo
+	// points that do not count.
 	h.snaps.Put(setSnapshots("main", "main-5", t0.Add(-1*time.Hour), snapset.StatusPending, seg(1, unitEnd-5).String(), snapset.StatePending, snapset.StatePending)...)
 	h.snaps.Put(setSnapshots("main", "main-4", t0.Add(-24*time.Hour), snapset.StatusCompleted, seg(1, unitEnd-20).String())...)
 	h.snaps.Put(setSnapshots("main", "main-3", t0.Add(-48*time.Hour), snapset.StatusCompleted, unitBoundary.String())...)
@@ -144,7 +146,9 @@ func first(s []string) string {
 	return s[0]
 }
 
-func TestRunDeletesBeforeTheOldestCompletedSet(t *testing.T) {
+// TestRunDeletesBeforeTheBoundary: the harness's sets put the lowest redo point on the oldest
+// completed set, main-3; a pending set and a newer completed one need later WAL.
+func TestRunDeletesBeforeTheBoundary(t *testing.T) {
 	h := newHarness(t)
 	res, err := h.run(context.Background(), events.WALPruneRequest{})
 	if err != nil {
@@ -204,7 +208,7 @@ func TestRunDeletesBeforeTheOldestCompletedSet(t *testing.T) {
 }
 
 func TestBoundary(t *testing.T) {
-	redo := unitBoundary // the oldest completed set's redo WAL file
+	redo := unitBoundary // the lowest redo WAL file of the sets that bound the prune
 	tests := []struct {
 		name       string
 		margin     int
@@ -213,7 +217,7 @@ func TestBoundary(t *testing.T) {
 		wantSource string
 		warns      bool
 	}{
-		{name: "the oldest completed set", want: redo, wantSource: "set"},
+		{name: "the set with the lowest redo point", want: redo, wantSource: "set"},
 		{name: "margin", margin: 3, want: seg(1, segNo(redo)-3), wantSource: "set"},
 		{name: "margin across a log boundary", margin: 0x41, want: seg(1, segNo(redo)-0x41), wantSource: "set"},
 		{name: "margin past the start of WAL", margin: 1 << 20, want: seg(1, 0), wantSource: "set"},
