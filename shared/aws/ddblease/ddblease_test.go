@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/pgfleet/pgfleet/shared/aws/ddblease"
 	"github.com/pgfleet/pgfleet/shared/fleet"
@@ -34,11 +36,13 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // newLease starts moto, creates the lease table and returns a lease on it with a fake clock.
+// Its calls go to moto one at a time: moto checks a condition and writes the item without a lock,
+// so concurrent conditional puts could both win there, never in DynamoDB (moto.SerializeCalls).
 func newLease(t *testing.T) (*ddblease.Lease, *dynamodb.Client, *clock) {
 	t.Helper()
 	srv := moto.StartForTest(t)
 	ctx := context.Background()
-	cfg, err := moto.Config(ctx, srv.URL)
+	cfg, err := moto.Config(ctx, srv.URL, config.WithAPIOptions([]func(*middleware.Stack) error{moto.SerializeCalls()}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,13 @@ package moto
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // InjectedFaultCode is the API error code of the errors FailOperation injects.
@@ -105,4 +107,62 @@ func (r *Recorder) Reset() {
 	r.mu.Lock()
 	r.calls = nil
 	r.mu.Unlock()
+}
+
+// StableRequestBody is an API option (moto.Config installs it on every client) that hands the
+// HTTP transport a request body smithy-go cannot break under it.
+//
+// smithy-go wraps the body in a reader that returns io.EOF from WriteTo once closed, and it closes
+// that reader as soon as client.Do returns, which is when the response headers arrive. net/http's
+// writer goroutine, after writing the body, reads it once more for extra bytes: with io.Copy that
+// read is WriteTo, so when the response beat the writer goroutine to that read, the EOF counts as
+// a failed write, the transport closes the connection and the caller's read of the response body
+// fails with "use of closed network connection" (aws/aws-sdk-go-v2 issues 1825 and 2737). moto on
+// loopback answers in about a millisecond, so a writer goroutine that loses the CPU for that long
+// (a loaded 2-core machine) loses the race; in AWS the SDK's retryer absorbs it, but moto clients
+// make one attempt. Hiding WriteTo makes that extra read a plain Read, whose io.EOF io.Copy takes
+// for the end of the body: the write succeeds whichever goroutine runs first.
+func StableRequestBody(stack *middleware.Stack) error {
+	return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("pgfleet.StableRequestBody",
+		func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+			req, ok := in.Request.(*smithyhttp.Request)
+			if !ok {
+				return next.HandleDeserialize(ctx, in)
+			}
+			if _, writerTo := req.GetStream().(io.WriterTo); writerTo {
+				r, err := req.SetStream(readOnly{req.GetStream()})
+				if err != nil {
+					return middleware.DeserializeOutput{}, middleware.Metadata{}, fmt.Errorf("wrap request body: %w", err)
+				}
+				in.Request = r
+			}
+			return next.HandleDeserialize(ctx, in)
+		}), middleware.After)
+}
+
+// readOnly exposes only Read, so io.Copy never calls a WriteTo that misreports a closed body.
+type readOnly struct{ r io.Reader }
+
+func (o readOnly) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+// SerializeCalls returns an API option that lets one call at a time through the clients that
+// carry it (the same option value shares one lock), from sending the request until the response
+// is read.
+//
+// moto evaluates a DynamoDB condition expression and then writes the item without a lock, on
+// whichever werkzeug thread serves the request, so two concurrent conditional puts on one item
+// can both succeed; DynamoDB never allows that. A test of conditional writes under concurrency
+// serializes its calls so moto gives the per-item atomicity DynamoDB guarantees; the callers still
+// race for the order.
+func SerializeCalls() func(*middleware.Stack) error {
+	var mu sync.Mutex
+	id := fmt.Sprintf("pgfleet.SerializeCalls.%d", middlewareSeq.Add(1))
+	mw := middleware.DeserializeMiddlewareFunc(id, func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return next.HandleDeserialize(ctx, in)
+	})
+	return func(stack *middleware.Stack) error {
+		return stack.Deserialize.Add(mw, middleware.Before)
+	}
 }

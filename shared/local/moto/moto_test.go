@@ -1,19 +1,25 @@
 package moto_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
@@ -174,4 +180,141 @@ func TestFailOperationAndRecorder(t *testing.T) {
 	if got := len(rec.Calls()); got != 5 {
 		t.Fatalf("recorded %d calls, want 5", got)
 	}
+}
+
+// A response that reaches the SDK before net/http's writer goroutine is done with the request body
+// must not cost the connection. The test holds the writer goroutine right after it wrote the body
+// until the SDK has the response and smithy-go has closed the body: the interleaving a loaded
+// machine produces now and then, which failed TestAcquireRelease with "use of closed network
+// connection". Without StableRequestBody (the control) net/http reports the request write failed
+// (io.EOF) and closes the connection; with moto.Config's clients the write succeeds. If the
+// control ever passes, smithy-go no longer misreports a closed body and StableRequestBody can go.
+func TestStableRequestBody(t *testing.T) {
+	t.Parallel()
+	srv := moto.StartForTest(t)
+	for _, tc := range []struct {
+		name      string
+		stable    bool
+		wantWrite bool // net/http's own verdict on the request write
+	}{
+		{name: "sdk alone", stable: false, wantWrite: false},
+		{name: "moto.Config", stable: true, wantWrite: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &writeGate{}
+			cfg, err := moto.Config(context.Background(), srv.URL, config.WithHTTPClient(g.client()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+				o.APIOptions = append(o.APIOptions, g.middleware)
+				if !tc.stable {
+					o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {
+						_, err := s.Deserialize.Remove("pgfleet.StableRequestBody")
+						return err
+					})
+				}
+			})
+			_, callErr := c.ListTables(context.Background(), &dynamodb.ListTablesInput{})
+			writeErr, ok := g.result()
+			if !ok {
+				t.Fatal("the request write never finished: the gate did not hold the writer goroutine")
+			}
+			switch {
+			case tc.wantWrite && (writeErr != nil || callErr != nil):
+				t.Fatalf("write error %v, call error %v: want both nil", writeErr, callErr)
+			case !tc.wantWrite && writeErr == nil:
+				t.Fatalf("control: the request write succeeded (call error %v); the race this test reproduces is gone upstream, drop StableRequestBody", callErr)
+			}
+			t.Logf("request write: %v; call: %v", writeErr, callErr)
+		})
+	}
+}
+
+// writeGate holds net/http's writer goroutine once it has written a whole request, until the
+// SDK's transport handler (smithy-go's ClientHandler, which closes the request body) has returned
+// with the response; then it records net/http's verdict on the write. One request at a time.
+type writeGate struct {
+	mu       sync.Mutex
+	release  chan struct{}
+	writeErr error
+	done     bool
+}
+
+func (g *writeGate) client() *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &gatedConn{Conn: c, gate: g}, nil
+		}
+	})
+}
+
+// middleware sits innermost in the deserialize step: next is the transport handler.
+func (g *writeGate) middleware(stack *middleware.Stack) error {
+	return stack.Deserialize.Add(middleware.DeserializeMiddlewareFunc("test.writeGate",
+		func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+			release, wrote := make(chan struct{}), make(chan error, 1)
+			g.mu.Lock()
+			g.release = release
+			g.mu.Unlock()
+			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+				WroteRequest: func(i httptrace.WroteRequestInfo) { wrote <- i.Err },
+			})
+			out, md, err := next.HandleDeserialize(ctx, in)
+			close(release)
+			select {
+			case werr := <-wrote:
+				g.mu.Lock()
+				g.writeErr, g.done = werr, true
+				g.mu.Unlock()
+			case <-time.After(10 * time.Second):
+			}
+			return out, md, err
+		}), middleware.After)
+}
+
+func (g *writeGate) result() (error, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.writeErr, g.done
+}
+
+var contentLength = regexp.MustCompile(`(?i)\r\ncontent-length: *(\d+)\r\n`)
+
+// gatedConn blocks the Write that completes a request (headers plus Content-Length bytes) after
+// the bytes went out, until the gate releases it; bounded, so a broken test cannot hang.
+type gatedConn struct {
+	net.Conn
+	gate *writeGate
+	sent []byte
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.sent = append(c.sent, p[:n]...)
+	end := bytes.Index(c.sent, []byte("\r\n\r\n"))
+	if err != nil || end < 0 {
+		return n, err
+	}
+	want := 0
+	if m := contentLength.FindSubmatch(c.sent[:end+2]); m != nil {
+		want, _ = strconv.Atoi(string(m[1]))
+	}
+	if len(c.sent)-(end+4) < want {
+		return n, err
+	}
+	c.sent = nil
+	c.gate.mu.Lock()
+	release := c.gate.release
+	c.gate.mu.Unlock()
+	select {
+	case <-release:
+	case <-time.After(10 * time.Second):
+	}
+	return n, err
 }
