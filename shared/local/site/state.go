@@ -55,7 +55,10 @@ type State struct {
 	Stanza     string `json:"stanza"`
 	PgBackRest string `json:"pgbackrestConfig"`
 	LeaseTable string `json:"leaseTable"`
-	Hosts      []Host `json:"hosts"`
+	// ReplicationSecret names the SecureString parameter holding the replication password (the
+	// value is never stored here).
+	ReplicationSecret string `json:"replicationSecretParameter,omitempty"`
+	Hosts             []Host `json:"hosts"`
 
 	mu sync.Mutex
 }

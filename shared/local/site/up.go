@@ -58,9 +58,11 @@ type Site struct {
 // DefaultRoot is where `make site-up` and `make demo` put the site.
 const DefaultRoot = "/tmp/pgfleet-site"
 
-// Up brings a site up: moto_server (S3, DynamoDB), an HTTPS proxy for pgBackRest, a primary
-// whose PGDATA is on a loop-mounted ext4 image and pg_wal on an xfs image, WAL archived by
-// pgBackRest to S3, and the cluster configuration file. On failure it tears down what it made.
+// Up brings a site up: moto_server (S3, DynamoDB, SSM Parameter Store), an HTTPS proxy for
+// pgBackRest, a primary whose PGDATA is on a loop-mounted ext4 image and pg_wal on an xfs image,
+// WAL archived by pgBackRest to S3, a replication role whose password is a generated SecureString
+// parameter (ReplicationSecretParameter), and the cluster configuration file. On failure it
+// tears down what it made.
 func Up(ctx context.Context, o Options) (s *Site, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the local site needs root (loop devices, mount, fsfreeze); run as root")
@@ -113,6 +115,12 @@ func Up(ctx context.Context, o Options) (s *Site, err error) {
 	s.log.Info("primary up, archiving to S3 with pgBackRest", "port", h.Port, "ms", time.Since(step).Milliseconds())
 
 	h, _ = s.Host(h.InstanceID)
+	step = time.Now()
+	if err := s.configureReplicationRole(ctx, h); err != nil {
+		return s, err
+	}
+	s.log.Info("replication role uses the password from Parameter Store", "role", ReplicationUser,
+		"parameter", s.ReplicationSecret, "ms", time.Since(step).Milliseconds())
 	if err := s.writeClusterConfig(h, o); err != nil {
 		return s, err
 	}
@@ -184,7 +192,10 @@ func (s *Site) startMoto(ctx context.Context, o Options) error {
 	if err := ensureBucket(ctx, s.MotoURL, s.Bucket); err != nil {
 		return err
 	}
-	return ensureLeaseTable(ctx, s.MotoURL, s.LeaseTable)
+	if err := ensureLeaseTable(ctx, s.MotoURL, s.LeaseTable); err != nil {
+		return err
+	}
+	return s.seedReplicationSecret(ctx)
 }
 
 func (s *Site) makeHost(ctx context.Context, instanceID, role string, o Options) (Host, error) {
