@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgfleet/pgfleet/shared/aws/ssmx"
 	"github.com/pgfleet/pgfleet/shared/fleet"
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
 	"github.com/pgfleet/pgfleet/shared/local/loopfs"
@@ -65,12 +66,40 @@ func hasTags(have, want map[string]string) bool {
 // Runner runs host scripts with bash on this machine: the same embedded scripts SSM runs.
 type Runner struct {
 	Site *State
+	// Latency, when set, adds SSM Run Command's delays where they sit in AWS (SSMLatency); nil
+	// runs each script at once, which leaves only the host side in a measured window.
+	Latency *SSMLatency
+
+	mu sync.Mutex
 	// Calls counts script runs per script name (tests read it).
-	mu    sync.Mutex
-	Calls map[hostscripts.Name]int
+	Calls       map[hostscripts.Name]int
+	invocations []Invocation
 }
 
 var _ fleet.HostRunner = (*Runner)(nil)
+
+// Invocation is one script run as SSM Run Command would carry it.
+type Invocation struct {
+	InstanceID string
+	Script     hostscripts.Name
+	// Parameters are the SendCommand parameters the same call sends in AWS.
+	Parameters map[string][]string
+	// Argv is what bash got after the script's path.
+	Argv []string
+	// Stdout and Stderr are what the script printed: in AWS, GetCommandInvocation's output
+	// (and the CloudWatch Logs group, when one is configured).
+	Stdout, Stderr string
+	// Sent is when Run was called (SendCommand), Started and Exited bound the script on the host,
+	// Returned is when the orchestrator got the result. Without Latency they nearly coincide.
+	Sent, Started, Exited, Returned time.Time
+}
+
+// Invocations returns every completed run in the order they returned.
+func (r *Runner) Invocations() []Invocation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Invocation(nil), r.invocations...)
+}
 
 // Run implements fleet.HostRunner.
 func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.Name, args hostscripts.Args) ([]byte, error) {
@@ -89,6 +118,10 @@ func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.
 	if err != nil {
 		return nil, fmt.Errorf("run %s on %s: %w", script, instanceID, err)
 	}
+	params, err := args.SSMParameters(script)
+	if err != nil {
+		return nil, fmt.Errorf("run %s on %s: %w", script, instanceID, err)
+	}
 	r.mu.Lock()
 	if r.Calls == nil {
 		r.Calls = map[hostscripts.Name]int{}
@@ -99,11 +132,31 @@ func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.
 	if err != nil {
 		return nil, err
 	}
+	inv := Invocation{InstanceID: instanceID, Script: script, Parameters: params, Argv: argv, Sent: time.Now()}
+	if r.Latency != nil {
+		// In AWS a command the caller gave up on before delivery never runs.
+		if err := sleepUntil(ctx, inv.Sent.Add(r.Latency.Delivery)); err != nil {
+			return nil, fmt.Errorf("%s on %s: gave up before delivery: %w", script, instanceID, err)
+		}
+	}
 	cmd := exec.CommandContext(ctx, "bash", append([]string{path}, argv...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 2 * time.Second
+	inv.Started = time.Now()
 	runErr := cmd.Run()
+	inv.Exited = time.Now()
+	inv.Stdout, inv.Stderr = stdout.String(), stderr.String()
+	if r.Latency != nil {
+		// The script has run whatever happens now; the caller may only stop waiting for it.
+		seen := r.Latency.ResultSeen(inv.Sent, inv.Exited)
+		if err := sleepUntil(ctx, seen); err != nil {
+			r.record(inv)
+			return nil, fmt.Errorf("%s on %s: gave up waiting for the result: %w", script, instanceID, err)
+		}
+	}
+	inv.Returned = time.Now()
+	r.record(inv)
 	line, lerr := hostscripts.LastJSONLine(stdout.Bytes())
 	if runErr != nil {
 		return line, fmt.Errorf("%s on %s: %w: %s", script, instanceID, runErr, tail(stderr.String(), 400))
@@ -112,6 +165,83 @@ func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.
 		return nil, fmt.Errorf("%s on %s: %w", script, instanceID, lerr)
 	}
 	return line, nil
+}
+
+func (r *Runner) record(inv Invocation) {
+	r.mu.Lock()
+	r.invocations = append(r.invocations, inv)
+	r.mu.Unlock()
+}
+
+// SSMLatency is what SSM Run Command adds around a host script in AWS, applied where it happens
+// there, so that a window measured on the host clock (a backup's writes blocked: freeze started
+// -> thaw returned) holds what it holds in AWS: the freeze's completion report reaching SSM, the
+// GetCommandInvocation polls that find it, then the thaw's delivery to the agent and its start.
+type SSMLatency struct {
+	// Delivery is SendCommand -> the script starts on the host: the agent receives the command
+	// on its control channel, starts a document worker and writes the script to disk.
+	Delivery time.Duration
+	// Completion is the script exits -> its result is visible to GetCommandInvocation: the
+	// agent's reply reaches SSM and the invocation is updated.
+	Completion time.Duration
+	// Poll is the orchestrator's GetCommandInvocation schedule, counted from SendCommand: the
+	// result is seen at the first poll at or after it became visible.
+	Poll ssmx.Poll
+}
+
+// DefaultSSMLatency models an online instance with a healthy agent. The figures are estimates,
+// not measurements:
+//   - Poll is ssmx.DefaultPoll, the schedule the backup function uses (first poll 100 ms after
+//     SendCommand, then x1.5, at most 1 s apart).
+//   - Delivery 1 s and Completion 1 s. The public figure we found is about 5 s from SendCommand
+//     to a result for a one-line command on an online instance (DataDog/stratus-red-team issue
+//     108, 2022), read with the SDK's CommandExecuted waiter, which polls at once and then after
+//     5 s: an upper bound, quantized by that waiter. 1 s each way, plus this poll schedule,
+//     sits inside it with the agent's worker start and SSM's status update each taking about a
+//     second.
+//
+// Measure a deployment's own figures from ssmx's "host command finished" log line (ms, from
+// SendCommand to result) minus the script's own run time (finished_us - started_us in its
+// result), and set Delivery and Completion from them.
+var DefaultSSMLatency = SSMLatency{Delivery: time.Second, Completion: time.Second, Poll: ssmx.DefaultPoll}
+
+// ResultSeen is when an orchestrator that sent a command at sent, polling on l.Poll, sees the
+// result of a script that exited at exited.
+func (l SSMLatency) ResultSeen(sent, exited time.Time) time.Time {
+	visible := exited.Add(l.Completion)
+	p := l.Poll
+	if p.Initial <= 0 {
+		return visible
+	}
+	// The same pacing as ssmx.Runner.wait.
+	at, delay := sent, p.Initial
+	for range 10000 {
+		at = at.Add(delay)
+		if !at.Before(visible) {
+			return at
+		}
+		delay = min(time.Duration(float64(delay)*p.Factor), p.Max)
+		if delay <= 0 {
+			delay = p.Initial
+		}
+	}
+	return visible
+}
+
+// sleepUntil waits until t or the end of ctx.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-timer.C:
+		return nil
+	}
 }
 
 // scriptFile writes the embedded script to the site's run directory once: bash reads a script
