@@ -132,17 +132,23 @@ const invocationTimeout = 5 * time.Minute
 // own) and decodes its result.
 func invoke[R any](ctx context.Context, t testing.TB, handler any, payload string) R {
 	t.Helper()
+	var res R
+	if err := json.Unmarshal(invokeRaw(ctx, t, handler, payload), &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// invokeRaw is invoke returning the result as the runtime would send it (JSON).
+func invokeRaw(ctx context.Context, t testing.TB, handler any, payload string) []byte {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), invocationTimeout)
 	defer cancel()
 	out, err := lambda.NewHandler(handler).Invoke(ctx, []byte(payload))
 	if err != nil {
 		t.Fatalf("invoke %s: %v", payload, err)
 	}
-	var res R
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return out
 }
 
 func quietLog() *slog.Logger {
