@@ -70,7 +70,7 @@ invoke: ## run one handler against the running local site: make invoke FN=backup
 	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] || { echo "usage: make invoke FN=backup EVENT=events/backup-constant-input.json"; exit 2; }
 	$(GO) run $(LOCAL) invoke -fn $(FN) -event $(EVENT)
 
-bench: deps ## benchmarks: writes blocked per backup under pgbench load (p50/p99 over 20 backups), WAL prune of 100,000 objects vs aws s3 rm
+bench: deps ## benchmarks: writes blocked per backup under pgbench load, host-only and with modelled SSM latency (p50/p99 over 20 backups each), WAL prune of 100,000 objects vs aws s3 rm
 	$(GO) test -run '^$$' -bench BenchmarkBackupUnderLoad -benchtime 20x -count 1 -timeout 30m ./shared/local/site/
 	$(GO) test -run '^$$' -bench BenchmarkPrune100kVsAWSCLI -benchtime 1x -count 1 -timeout 30m ./shared/walprune/
 	$(GO) test -run '^$$' -bench BenchmarkPlan100k -count 1 ./shared/wal/
