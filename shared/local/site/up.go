@@ -112,9 +112,9 @@ func Up(ctx context.Context, o Options) (s *Site, err error) {
 	if err := s.startPrimary(ctx, h, o); err != nil {
 		return s, err
 	}
+	h, _ = s.Host(h.InstanceID) // startPrimary recorded the port
 	s.log.Info("primary up, archiving to S3 with pgBackRest", "port", h.Port, "ms", time.Since(step).Milliseconds())
 
-	h, _ = s.Host(h.InstanceID)
 	step = time.Now()
 	if err := s.configureReplicationRole(ctx, h); err != nil {
 		return s, err
