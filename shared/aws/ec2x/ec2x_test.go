@@ -601,3 +601,23 @@ func (f *fakeSnapshots) CreateSnapshots(context.Context, *ec2.CreateSnapshotsInp
 func (f *fakeSnapshots) DeleteSnapshot(context.Context, *ec2.DeleteSnapshotInput, ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error) {
 	return nil, errors.New("fake: DeleteSnapshot not scripted")
 }
+
+// TestCreateSnapshotsIsSentOnce: with the SDK's default retryer, a 503 (the snapshots may have
+// been taken) is not followed by a second CreateSnapshots, which would add snapshots to the set
+// that were not taken inside the freeze.
+func TestCreateSnapshotsIsSentOnce(t *testing.T) {
+	url, requests := moto.Unavailable(t)
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(moto.Region),
+		config.WithCredentialsProvider(aws.AnonymousCredentials{}), config.WithBaseEndpoint(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ec2x.NewSnapshots(ec2.NewFromConfig(cfg))
+	_, err = s.CreateSet(context.Background(), fleet.CreateSetRequest{InstanceID: "i-0123456789abcdef0", Tags: map[string]string{snapset.TagSetID: "main-1"}})
+	if err == nil {
+		t.Fatal("no error from an endpoint that answers 503")
+	}
+	if n := requests(); n != 1 {
+		t.Errorf("%d CreateSnapshots requests; want exactly 1 (the SDK retried a call that is not safe to repeat)", n)
+	}
+}

@@ -102,7 +102,11 @@ func (s *Snapshots) CreateSet(ctx context.Context, req fleet.CreateSetRequest) (
 	if len(req.Tags) > 0 {
 		in.TagSpecifications = []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: ec2Tags(req.Tags)}}
 	}
-	out, err := s.api.CreateSnapshots(ctx, in)
+	// Sent once, never retried by the SDK: CreateSnapshots takes no client token, so a retry
+	// after an answer lost on the way back would take a second set of snapshots under the same
+	// set id, and the second would not be from inside the freeze. The caller marks the set
+	// failed by its tags instead.
+	out, err := s.api.CreateSnapshots(ctx, in, func(o *ec2.Options) { o.RetryMaxAttempts = 1 })
 	if err != nil {
 		return nil, fmt.Errorf("create snapshots of %s: %w", req.InstanceID, err)
 	}

@@ -33,6 +33,8 @@ var (
 	_ fleet.HostRunner                  = (*Runner)(nil)
 )
 
+func noSDKRetries(o *ssm.Options) { o.RetryMaxAttempts = 1 }
+
 // Poll paces GetCommandInvocation: the first wait, its growth factor and the largest wait.
 // MaxWait bounds the whole wait when the caller's context has no earlier deadline.
 type Poll struct {
@@ -142,7 +144,10 @@ func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.
 	if r.LogGroup != "" {
 		in.CloudWatchOutputConfig = &types.CloudWatchOutputConfig{CloudWatchOutputEnabled: true, CloudWatchLogGroupName: aws.String(r.LogGroup)}
 	}
-	sent, err := r.api.SendCommand(ctx, in)
+	// Sent once, never retried by the SDK: a retry after an answer lost on the way back would
+	// run the script twice (a second freeze is refused, and the first would then be thawed only
+	// by its watchdog). A failed send is an unknown outcome, and the caller thaws.
+	sent, err := r.api.SendCommand(ctx, in, noSDKRetries)
 	if err != nil {
 		return nil, fmt.Errorf("send %s to %s: %w", script, instanceID, err)
 	}

@@ -345,3 +345,23 @@ func runInstance(t *testing.T, c *ec2.Client) string {
 	}
 	return aws.ToString(out.Instances[0].InstanceId)
 }
+
+// TestSendCommandIsSentOnce: with the SDK's default retryer, a 503 (the call may have been
+// carried out) is not followed by a second SendCommand: the script must not run twice.
+func TestSendCommandIsSentOnce(t *testing.T) {
+	url, requests := moto.Unavailable(t)
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(moto.Region),
+		config.WithCredentialsProvider(aws.AnonymousCredentials{}), config.WithBaseEndpoint(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ssmx.NewRunner(ssm.NewFromConfig(cfg), "pgfleet-")
+	r.Poll = fastPoll
+	_, err = r.Run(context.Background(), "i-0123456789abcdef0", hostscripts.Freeze, freezeArgs)
+	if err == nil {
+		t.Fatal("no error from an endpoint that answers 503")
+	}
+	if n := requests(); n != 1 {
+		t.Errorf("%d SendCommand requests; want exactly 1 (the SDK retried a call that is not safe to repeat)", n)
+	}
+}
