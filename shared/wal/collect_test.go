@@ -98,21 +98,7 @@ func TestCollectMatchesFullListing(t *testing.T) {
 							}
 						}
 					}
-					// No page is requested after a page that reached the boundary.
-					for _, c := range bucket.calls {
-						reached := false
-						for _, k := range c.keys {
-							reached = reached || l.StopAfter(k, b)
-						}
-						if !reached || c.next == "" {
-							continue
-						}
-						for _, d := range bucket.calls {
-							if d.req == c.req && d.token == c.next {
-								t.Fatalf("listing %+v continued past the page that reached the boundary", c.req)
-							}
-						}
-					}
+					assertNoListingPastTheBoundary(t, bucket, l, b)
 				})
 			}
 		}

@@ -13,12 +13,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pgfleet/pgfleet/shared/backup"
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
+	"github.com/pgfleet/pgfleet/shared/local/lambdart"
 	"github.com/pgfleet/pgfleet/shared/local/site"
 	"github.com/pgfleet/pgfleet/shared/metrics"
 	"github.com/pgfleet/pgfleet/shared/snapset"
@@ -36,7 +36,7 @@ import (
 // host under the site's root (the watchdog and freeze state, the PostgreSQL and pgBackRest logs,
 // the configuration, the site's state file; only the volume images are skipped).
 func TestNoSecretInAnyOutput(t *testing.T) {
-	siteLog := &syncBuffer{}
+	siteLog := &lambdart.Output{}
 	s := upSite(t, site.Options{PgbenchScale: 1, Retention: snapset.Policy{KeepLast: 1}, Log: jsonLog(siteLog)})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -48,7 +48,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		t.Fatalf("the seeded secret has %d characters: too short for a search to prove anything", len(secret))
 	}
 
-	logs, emf := &syncBuffer{}, &syncBuffer{}
+	logs, emf := &lambdart.Output{}, &lambdart.Output{}
 	log := jsonLog(logs)
 	// Adapters that log through slog.Default (the lease's warnings) are caught too.
 	defer slog.SetDefault(slog.Default())
@@ -107,9 +107,9 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		c.bytes("stdout of "+where, []byte(inv.Stdout))
 		c.bytes("stderr of "+where, []byte(inv.Stderr))
 	}
-	c.lines("handler log", logs.Bytes())
-	c.lines("site setup log", siteLog.Bytes())
-	c.lines("EMF", emf.Bytes())
+	c.lines("handler log", []byte(logs.String()))
+	c.lines("site setup log", []byte(siteLog.String()))
+	c.lines("EMF", []byte(emf.String()))
 	snaps, err := (&site.Snapshots{Site: s.State}).ListSnapshots(ctx, s.Cluster)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestLeakCheckFindsPlantedSecret(t *testing.T) {
 	c := newLeakCheck(secret)
 	c.bytes("argv", []byte("--pgdata\x00/data\x00--password\x00"+secret))
 	c.bytes("clean argv", []byte("--pgdata\x00/data"))
-	c.lines("log", append(logLine.Bytes(), []byte(`{"msg":"clean"}`+"\n")...))
+	c.lines("log", append([]byte(logLine.String()), []byte(`{"msg":"clean"}`+"\n")...))
 	c.bytes("tag", []byte("pgfleet:note="+base64.RawURLEncoding.EncodeToString([]byte(secret))))
 	if err := c.walk(dir); err != nil {
 		t.Fatal(err)
@@ -291,24 +291,6 @@ func (c *leakCheck) report(t *testing.T) {
 	}
 }
 
-func jsonLog(w *syncBuffer) *slog.Logger {
+func jsonLog(w *lambdart.Output) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// syncBuffer is a bytes.Buffer that several goroutines may write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }
