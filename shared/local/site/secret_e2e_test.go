@@ -180,7 +180,7 @@ func TestLeakCheckFindsPlantedSecret(t *testing.T) {
 	c := newLeakCheck(secret)
 	c.bytes("argv", []byte("--pgdata\x00/data\x00--password\x00"+secret))
 	c.bytes("clean argv", []byte("--pgdata\x00/data"))
-	c.lines("log", append([]byte(logLine.String()), []byte(`{"msg":"clean"}`+"\n")...))
+	c.lines("log", append(logLine.Bytes(), []byte(`{"msg":"clean"}`+"\n")...))
 	c.bytes("tag", []byte("pgfleet:note="+base64.RawURLEncoding.EncodeToString([]byte(secret))))
 	if err := c.walk(dir); err != nil {
 		t.Fatal(err)
