@@ -192,10 +192,10 @@ func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 		return b.fail(res, fmt.Errorf("load configuration: %w", err))
 	}
 	// Arguments the host scripts would refuse send nothing to any host, not even a thaw.
-	if _, err := freezeArgs(cfg).Argv(hostscripts.Freeze); err != nil {
+	if _, err := freezeParams(cfg).Args().Argv(hostscripts.Freeze); err != nil {
 		return b.fail(res, fmt.Errorf("%w: cluster %s: %w (nothing was sent to a host)", ErrBadConfig, cfg.Name, err))
 	}
-	if _, err := thawArgs(cfg).Argv(hostscripts.Thaw); err != nil {
+	if _, err := thawParams(cfg).Args().Argv(hostscripts.Thaw); err != nil {
 		return b.fail(res, fmt.Errorf("%w: cluster %s: %w (nothing was sent to a host)", ErrBadConfig, cfg.Name, err))
 	}
 	log := b.log().With("cluster", cfg.Name)
@@ -292,14 +292,16 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	res.StepsMS["preflight"] = ms(b.now().Sub(t))
 
 	// Freeze. From here on, every path thaws.
-	args := freezeArgs(cfg)
 	t = b.now()
 	fctx, cancel := context.WithTimeout(ctx, to.Freeze)
-	line, ferr := b.Hosts.Run(fctx, member.InstanceID, hostscripts.Freeze, args)
+	fr, ferr := hostscripts.RunFreeze(fctx, b.Hosts, member.InstanceID, freezeParams(cfg))
 	cancel()
 	res.StepsMS["freeze"] = ms(b.now().Sub(t))
-	fr, ferr, refused := freezeOutcome(line, ferr)
-	if refused {
+	// A freeze the script refused is not followed by a thaw: it undid its own work, and a thaw
+	// would release a freeze that is not this run's (an operator's, or an earlier one its
+	// watchdog guards). Any other failure (lost, timed out, unreadable, a mount still frozen)
+	// leaves the outcome unknown, and the run thaws.
+	if hostscripts.OutcomeOf(ferr) == hostscripts.Refused {
 		return res, fmt.Errorf("freeze on %s: %w (nothing frozen, nothing snapshotted)", member.InstanceID, ferr)
 	}
 	if ferr != nil {
@@ -435,29 +437,25 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	return res, nil
 }
 
-// Setter for the freeze script's arguments.
-func freezeArgs(cfg config.Cluster) hostscripts.Args {
-	return hostscripts.Args{
-		"pgdata":           cfg.Postgres.PGData,
-		"port":             strconv.Itoa(cfg.Postgres.Port),
-		"pg-bin":           cfg.Postgres.BinDir,
-		"pg-user":          cfg.Postgres.OSUser,
-		"pg-host":          cfg.Postgres.SocketDir,
-		"mounts":           strings.Join(cfg.Volumes.Mounts, ","),
-		"filesystem":       cfg.Volumes.Filesystem,
-		"consistency":      cfg.Consistency,
-		"watchdog-seconds": strconv.Itoa(cfg.WatchdogSeconds),
-		"state-dir":        cfg.StateDir,
-		"protect":          strings.Join(cfg.ProtectPaths, ","),
+// freezeParams and thawParams are the host scripts' flags for a cluster.
+func freezeParams(cfg config.Cluster) hostscripts.FreezeParams {
+	return hostscripts.FreezeParams{
+		PGData:          cfg.Postgres.PGData,
+		Port:            cfg.Postgres.Port,
+		BinDir:          cfg.Postgres.BinDir,
+		OSUser:          cfg.Postgres.OSUser,
+		SocketDir:       cfg.Postgres.SocketDir,
+		Mounts:          cfg.Volumes.Mounts,
+		Filesystem:      cfg.Volumes.Filesystem,
+		Consistency:     cfg.Consistency,
+		WatchdogSeconds: cfg.WatchdogSeconds,
+		StateDir:        cfg.StateDir,
+		ProtectPaths:    cfg.ProtectPaths,
 	}
 }
 
-func thawArgs(cfg config.Cluster) hostscripts.Args {
-	return hostscripts.Args{
-		"mounts":    strings.Join(cfg.Volumes.Mounts, ","),
-		"pgdata":    cfg.Postgres.PGData,
-		"state-dir": cfg.StateDir,
-	}
+func thawParams(cfg config.Cluster) hostscripts.ThawParams {
+	return hostscripts.ThawParams{Mounts: cfg.Volumes.Mounts, PGData: cfg.Postgres.PGData, StateDir: cfg.StateDir}
 }
 
 // thawOutcome is what the thaw step learned.
@@ -497,24 +495,12 @@ func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, 
 	var lastErr error
 	for attempt := 1; attempt <= retry.Attempts; attempt++ {
 		tctx, cancel := context.WithTimeout(base, b.timeouts().Thaw)
-		line, err := b.Hosts.Run(tctx, instanceID, hostscripts.Thaw, thawArgs(cfg))
+		tr, err := hostscripts.RunThaw(tctx, b.Hosts, instanceID, thawParams(cfg))
 		cancel()
-		tr, perr := hostscripts.ThawResult{}, error(nil)
-		if len(line) > 0 {
-			tr, perr = hostscripts.ParseThawResult(line)
-			if perr == nil && attempt == 1 {
-				out.first, out.hasFirst = tr, true
-			}
-		}
-		switch {
-		case perr != nil:
-			err = errors.Join(err, perr)
-		case len(line) == 0 && err == nil:
-			err = errors.New("the thaw command returned no result line")
-		case len(line) > 0 && !tr.OK:
-			err = fmt.Errorf("thaw reported: %s", tr.Error)
-		case err == nil && !tr.ProbeOK:
-			err = fmt.Errorf("thawed %v, but the write probe did not finish: a mount may still be frozen", tr.Thawed)
+		// The script's line was read (tr carries its action) on the first attempt: what it
+		// found tells whether something else thawed the host first.
+		if attempt == 1 && tr.Action == string(hostscripts.Thaw) {
+			out.first, out.hasFirst = tr, true
 		}
 		if err == nil {
 			out.result = tr
@@ -531,33 +517,6 @@ func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, 
 		}
 	}
 	return out, fmt.Errorf("thaw %s: %d attempts: %w", instanceID, retry.Attempts, lastErr)
-}
-
-// freezeOutcome reads what the freeze command returned. refused: the script ran to its end,
-// refused or failed, and says nothing is left frozen; it undid its own work, and a thaw would
-// release a freeze that is not this run's (an operator's, or an earlier one its watchdog
-// guards). Any other failure (lost, timed out, unreadable, or a mount still frozen) leaves the
-// outcome unknown, and the caller thaws.
-func freezeOutcome(line []byte, runErr error) (fr hostscripts.FreezeResult, err error, refused bool) {
-	if len(line) == 0 {
-		if runErr == nil {
-			runErr = errors.New("the freeze command returned no result line")
-		}
-		return fr, runErr, false
-	}
-	fr, perr := hostscripts.ParseFreezeResult(line)
-	switch {
-	case perr != nil:
-		return fr, errors.Join(runErr, perr), false
-	case fr.OK && runErr != nil:
-		return fr, fmt.Errorf("the freeze reported ok, but its command failed: %w", runErr), false
-	case fr.OK:
-		return fr, nil, false
-	case fr.Frozen:
-		return fr, fmt.Errorf("%s (still frozen: %s)", fr.Error, strings.Join(fr.StillFrozen, ", ")), false
-	default:
-		return fr, fmt.Errorf("freeze refused: %s", fr.Error), true
-	}
 }
 
 func (b *Backup) pickMember(ctx context.Context, cfg config.Cluster) (fleet.Member, error) {

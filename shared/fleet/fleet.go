@@ -61,6 +61,9 @@ type HostRunner interface {
 	Run(ctx context.Context, instanceID string, script hostscripts.Name, args hostscripts.Args) ([]byte, error)
 }
 
+// hostscripts.RunFreeze and RunThaw call any HostRunner.
+var _ hostscripts.Runner = HostRunner(nil)
+
 // CreateSetRequest asks for one crash-consistent snapshot of several volumes of one instance.
 type CreateSetRequest struct {
 	InstanceID       string
