@@ -96,7 +96,7 @@ type Backup struct {
 // Result is what a run returns (and what the Lambda answers).
 type Result struct {
 	Cluster          string             `json:"cluster"`
-	Status           string             `json:"status"` // completed, failed, skipped
+	Status           Status             `json:"status"`
 	Reason           string             `json:"reason,omitempty"`
 	SetID            string             `json:"setId,omitempty"`
 	InstanceID       string             `json:"instanceId,omitempty"`
@@ -123,6 +123,16 @@ type Result struct {
 	RetentionStatus string `json:"retentionStatus,omitempty"`
 }
 
+// Status is how a run ended.
+type Status string
+
+// Run statuses.
+const (
+	StatusCompleted Status = "completed" // the set is taken and marked completed
+	StatusFailed    Status = "failed"    // see Reason; the run returned an error
+	StatusSkipped   Status = "skipped"   // nothing to do now (see Reason); no error
+)
+
 // RetentionEntry is one retention decision in the result.
 type RetentionEntry struct {
 	SetID   string   `json:"setId"`
@@ -132,9 +142,8 @@ type RetentionEntry struct {
 
 // Errors a caller can test for.
 var (
-	ErrBadRequest = errors.New("bad request")
-	ErrBadConfig  = errors.New("invalid configuration")
-	ErrNoMember   = errors.New("no usable member")
+	ErrBadConfig = errors.New("invalid configuration")
+	ErrNoMember  = errors.New("no usable member")
 	// ErrNotFreezeConsistent: the watchdog thawed the host before the run's thaw did, so the
 	// set may have been taken with writes running (and, on a primary, without standby.signal).
 	ErrNotFreezeConsistent = errors.New("set is not freeze-consistent")
@@ -180,12 +189,12 @@ func (b *Backup) thawRetry() Retry {
 }
 
 // Run performs one backup of req.Cluster. A skipped run (a volume with too many pending
-// snapshots) returns Status "skipped" and no error.
+// snapshots) returns StatusSkipped and no error.
 func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 	res = Result{Cluster: req.Cluster, StepsMS: map[string]float64{}}
 	start := b.now()
 	if !config.ValidName(req.Cluster) {
-		return b.fail(res, fmt.Errorf("%w: cluster %q is not a valid cluster name", ErrBadRequest, req.Cluster))
+		return b.fail(res, fmt.Errorf("%w: cluster %q is not a valid cluster name", fleet.ErrBadRequest, req.Cluster))
 	}
 	cfg, err := b.Configs.Load(ctx, req.Cluster)
 	if err != nil {
@@ -231,7 +240,7 @@ func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 }
 
 func (b *Backup) fail(res Result, err error) (Result, error) {
-	res.Status = "failed"
+	res.Status = StatusFailed
 	res.Reason = err.Error()
 	b.log().Error("backup failed", "cluster", res.Cluster, "set_id", res.SetID, "error", err.Error())
 	return res, err
@@ -262,7 +271,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	}
 	for _, id := range volumeIDs {
 		if pending[id] >= 2 {
-			res.Status = "skipped"
+			res.Status = StatusSkipped
 			res.Reason = fmt.Sprintf("volume %s of %s already has %d pending snapshots; skipped so snapshots do not pile up (the previous ones are still being copied)", id, member.InstanceID, pending[id])
 			log.Warn("backup skipped", "step", "preflight", "reason", res.Reason)
 			return res, nil
@@ -422,7 +431,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	if status == snapset.StatusFailed {
 		return res, fmt.Errorf("set %s: %s", meta.SetID, reason)
 	}
-	res.Status = "completed"
+	res.Status = StatusCompleted
 
 	// Retention. A failure here does not undo the backup; it is reported in the result and by
 	// the RetentionFailed metric, which an alarm watches.
@@ -719,7 +728,7 @@ func (b *Backup) emit(cluster string, res Result) {
 	}
 	dims := map[string]string{"Cluster": cluster}
 	success := 0.0
-	if res.Status == "completed" {
+	if res.Status == StatusCompleted {
 		success = 1
 	}
 	vals := []metrics.Value{

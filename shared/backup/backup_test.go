@@ -1001,7 +1001,7 @@ func TestRunBadInputChangesNothing(t *testing.T) {
 		{
 			name:   "invalid cluster name",
 			run:    func(h *harness) (backup.Result, error) { return h.run(context.Background(), "../main") },
-			wantIs: []error{backup.ErrBadRequest},
+			wantIs: []error{fleet.ErrBadRequest},
 			want:   []string{"not a valid cluster name"},
 		},
 		{
@@ -1054,25 +1054,25 @@ func TestRunBadInputChangesNothing(t *testing.T) {
 		{
 			name:   "malformed event",
 			run:    handle(`{"cluster":`),
-			wantIs: []error{backup.ErrBadRequest},
+			wantIs: []error{fleet.ErrBadRequest},
 			want:   []string{"malformed event"},
 		},
 		{
 			name:   "event with a typo",
 			run:    handle(`{"clustr":"main"}`),
-			wantIs: []error{backup.ErrBadRequest},
+			wantIs: []error{fleet.ErrBadRequest},
 			want:   []string{"clustr"},
 		},
 		{
 			name:   "scheduled event without a detail",
 			run:    handle(`{"version":"0","detail-type":"Scheduled Event","source":"aws.scheduler","detail":{}}`),
-			wantIs: []error{backup.ErrBadRequest},
+			wantIs: []error{fleet.ErrBadRequest},
 			want:   []string{"empty detail"},
 		},
 		{
 			name:   "event naming an invalid cluster",
 			run:    handle(`{"detail-type":"Scheduled Event","source":"aws.events","detail":{"cluster":"Main DB"}}`),
-			wantIs: []error{backup.ErrBadRequest},
+			wantIs: []error{fleet.ErrBadRequest},
 			want:   []string{`"Main DB"`},
 		},
 	}

@@ -17,7 +17,7 @@ import (
 func (b *Backup) Handle(ctx context.Context, raw json.RawMessage) (Result, error) {
 	var req events.BackupRequest
 	if err := events.DecodeScheduled(raw, &req); err != nil {
-		return b.fail(Result{StepsMS: map[string]float64{}}, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return b.fail(Result{StepsMS: map[string]float64{}}, fmt.Errorf("%w: %w", fleet.ErrBadRequest, err))
 	}
 	run := *b
 	requestID := ""

@@ -87,6 +87,10 @@ type SnapshotStore interface {
 	DeleteSnapshot(ctx context.Context, snapshotID string) error
 }
 
+// ErrBadRequest is wrapped by every job's refusal of its input (a malformed event, an invalid
+// cluster name or option): the run changed nothing, and a retry of the same input fails again.
+var ErrBadRequest = errors.New("bad request")
+
 // ErrLeaseHeld is returned when another run holds the lease.
 var ErrLeaseHeld = errors.New("lease is held by another run")
 

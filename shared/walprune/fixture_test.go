@@ -14,7 +14,6 @@ import (
 	"github.com/pgfleet/pgfleet/shared/config"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 	"github.com/pgfleet/pgfleet/shared/wal"
-	"github.com/pgfleet/pgfleet/shared/walprune"
 )
 
 // segsPerLog is the number of 16 MiB segments in one log id (one pgBackRest directory).
@@ -247,7 +246,7 @@ func redoLSN(s wal.Segment) string {
 	return fmt.Sprintf("%X/%X", uint32(lsn>>32), uint32(lsn))
 }
 
-// memArchive is an in-memory walprune.Archive with S3's listing semantics. It records every
+// memArchive is an in-memory wal.Archive with S3's listing semantics. It records every
 // listing and delete call, and fails on demand.
 type memArchive struct {
 	mu       sync.Mutex
@@ -271,7 +270,7 @@ type memArchive struct {
 	proceedArgs int
 }
 
-var _ walprune.Archive = (*memArchive)(nil)
+var _ wal.Archive = (*memArchive)(nil)
 
 func newMemArchive(bucket string, keys []string) *memArchive {
 	a := &memArchive{buckets: map[string]map[string]int64{bucket: {}}, pageSize: 1000}
@@ -281,19 +280,19 @@ func newMemArchive(bucket string, keys []string) *memArchive {
 	return a
 }
 
-func (a *memArchive) CheckBucket(_ context.Context, bucket string) (walprune.BucketInfo, error) {
+func (a *memArchive) CheckBucket(_ context.Context, bucket string) (wal.BucketInfo, error) {
 	if a.onCheck != nil {
 		a.onCheck()
 	}
 	if a.checkErr != nil {
-		return walprune.BucketInfo{}, a.checkErr
+		return wal.BucketInfo{}, a.checkErr
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.buckets[bucket]; !ok {
-		return walprune.BucketInfo{}, fmt.Errorf("head bucket %s: %w", bucket, walprune.ErrNoSuchBucket)
+		return wal.BucketInfo{}, fmt.Errorf("head bucket %s: %w", bucket, wal.ErrNoSuchBucket)
 	}
-	return walprune.BucketInfo{Versioning: a.versioning}, nil
+	return wal.BucketInfo{Versioning: a.versioning}, nil
 }
 
 func (a *memArchive) Lister(bucket string) wal.Lister { return memLister{a: a, bucket: bucket} }
@@ -315,7 +314,7 @@ func (l memLister) ListPage(_ context.Context, req wal.ListRequest, token string
 	}
 	objs, ok := a.buckets[l.bucket]
 	if !ok {
-		return wal.Page{}, fmt.Errorf("list: %w", walprune.ErrNoSuchBucket)
+		return wal.Page{}, fmt.Errorf("list: %w", wal.ErrNoSuchBucket)
 	}
 	keys := make([]string, 0, len(objs))
 	for k := range objs {
@@ -359,8 +358,8 @@ func (l memLister) ListPage(_ context.Context, req wal.ListRequest, token string
 	return page, nil
 }
 
-func (a *memArchive) DeleteBatches(ctx context.Context, bucket string, batches [][]string, proceed func() bool) []walprune.BatchResult {
-	var out []walprune.BatchResult
+func (a *memArchive) DeleteBatches(ctx context.Context, bucket string, batches [][]string, proceed func() bool) []wal.BatchResult {
+	var out []wal.BatchResult
 	for i, keys := range batches {
 		if ctx.Err() != nil || !proceed() {
 			break
@@ -374,14 +373,14 @@ func (a *memArchive) DeleteBatches(ctx context.Context, bucket string, batches [
 		if hook != nil {
 			hook(n)
 		}
-		r := walprune.BatchResult{Index: i, Requests: 1}
+		r := wal.BatchResult{Index: i, Requests: 1}
 		a.mu.Lock()
 		if n == a.failBatch {
-			r.Err = fmt.Errorf("delete objects: %w", walprune.ErrAccessDenied)
+			r.Err = fmt.Errorf("delete objects: %w", wal.ErrAccessDenied)
 		} else {
 			for _, k := range keys {
 				if code, bad := a.keyErrs[k]; bad {
-					r.Failed = append(r.Failed, walprune.KeyError{Key: k, Code: code, Message: "injected"})
+					r.Failed = append(r.Failed, wal.KeyError{Key: k, Code: code, Message: "injected"})
 					continue
 				}
 				delete(a.buckets[bucket], k)

@@ -20,7 +20,7 @@ import (
 func (p *Pruner) Handle(ctx context.Context, raw json.RawMessage) (Result, error) {
 	var req events.WALPruneRequest
 	if err := events.DecodeScheduled(raw, &req); err != nil {
-		return p.fail(Result{}, p.now(), fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return p.fail(Result{}, p.now(), fmt.Errorf("%w: %w", fleet.ErrBadRequest, err))
 	}
 	run := *p
 	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {

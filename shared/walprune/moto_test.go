@@ -331,7 +331,7 @@ func TestMotoPruneInterruptedThenResumed(t *testing.T) {
 	// Run 1: DeleteObjects fails after two successful calls, four batches in flight.
 	rec1 := &moto.Recorder{}
 	res1, err := m.pruner(m.client(rec1, done.Middleware, failAfter("DeleteObjects", 2))).Run(ctx, req)
-	if !errors.Is(err, walprune.ErrIncompleteDelete) || !errors.Is(err, walprune.ErrAccessDenied) {
+	if !errors.Is(err, walprune.ErrIncompleteDelete) || !errors.Is(err, wal.ErrAccessDenied) {
 		t.Fatalf("run 1: err %v", err)
 	}
 	if res1.Complete || res1.Deleted != 2000 || res1.StoppedBy != walprune.StopError || res1.Deleted+res1.DeleteErrors+res1.NotSent != len(fix.Delete) {
@@ -447,13 +447,13 @@ func TestMotoPruneRefusals(t *testing.T) {
 		opts    []func(*middleware.Stack) error
 		wantErr error
 	}{
-		{name: "bucket does not exist", bucket: "no-such-bucket", wantErr: walprune.ErrNoSuchBucket},
+		{name: "bucket does not exist", bucket: "no-such-bucket", wantErr: wal.ErrNoSuchBucket},
 		{name: "credentials cannot list", opts: []func(*middleware.Stack) error{
 			moto.FailOperationWith("ListObjectsV2", 0, &smithy.GenericAPIError{Code: "AccessDenied", Message: "injected"}),
-		}, wantErr: walprune.ErrAccessDenied},
+		}, wantErr: wal.ErrAccessDenied},
 		{name: "credentials cannot read the bucket", opts: []func(*middleware.Stack) error{
 			moto.FailOperationWith("HeadBucket", 0, &smithy.GenericAPIError{Code: "Forbidden", Message: "injected"}),
-		}, wantErr: walprune.ErrAccessDenied},
+		}, wantErr: wal.ErrAccessDenied},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -91,7 +91,6 @@ const (
 
 // Errors a caller can test for.
 var (
-	ErrBadRequest     = errors.New("bad request")
 	ErrNoArchive      = errors.New("cluster configuration has no archive section")
 	ErrNoCompletedSet = snapset.ErrNoCompletedSet
 	ErrBoundaryTag    = snapset.ErrBoundaryTag
@@ -107,7 +106,7 @@ var (
 type Pruner struct {
 	Configs   config.Source
 	Snapshots Snapshots
-	Archive   Archive
+	Archive   wal.Archive
 	Lease     fleet.Lease
 	// Metrics receives one EMF point per run (optional).
 	Metrics metrics.Sink
@@ -173,8 +172,8 @@ type Result struct {
 	// Outside counts listed keys that are not part of the layout (ignored).
 	Outside int `json:"outside"`
 	// DeleteErrors counts keys S3 reported as not deleted, or that were in a failed request.
-	DeleteErrors int        `json:"deleteErrors"`
-	Errors       []KeyError `json:"errors,omitempty"`
+	DeleteErrors int            `json:"deleteErrors"`
+	Errors       []wal.KeyError `json:"errors,omitempty"`
 
 	ListRequests   int `json:"listRequests"`
 	DeleteRequests int `json:"deleteRequests"`
@@ -292,15 +291,15 @@ func (p *Pruner) Run(ctx context.Context, req events.WALPruneRequest) (res Resul
 // checkRequest rejects bad input before anything is read.
 func checkRequest(req events.WALPruneRequest) error {
 	if !config.ValidName(req.Cluster) {
-		return fmt.Errorf("%w: cluster %q is not a valid cluster name", ErrBadRequest, req.Cluster)
+		return fmt.Errorf("%w: cluster %q is not a valid cluster name", fleet.ErrBadRequest, req.Cluster)
 	}
 	if req.KeepFrom != "" {
 		if _, err := wal.ParseSegmentName(req.KeepFrom); err != nil {
-			return fmt.Errorf("%w: keepFrom: %w", ErrBadRequest, err)
+			return fmt.Errorf("%w: keepFrom: %w", fleet.ErrBadRequest, err)
 		}
 	}
 	if req.MaxDeletes < 0 {
-		return fmt.Errorf("%w: maxDeletes %d: give a positive number to lower the configured cap, or leave it out", ErrBadRequest, req.MaxDeletes)
+		return fmt.Errorf("%w: maxDeletes %d: give a positive number to lower the configured cap, or leave it out", fleet.ErrBadRequest, req.MaxDeletes)
 	}
 	return nil
 }
@@ -332,7 +331,7 @@ func (p *Pruner) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	}
 	boundary, err := wal.Boundary(redo, arch.MarginSegments, req.KeepFrom, segSize)
 	if err != nil {
-		return res, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return res, fmt.Errorf("%w: %w", fleet.ErrBadRequest, err)
 	}
 	res.Boundary, res.BoundarySource = boundary.String(), "set"
 	if boundary.Compare(fromSet) < 0 {
@@ -424,7 +423,7 @@ func (p *Pruner) deleteAll(ctx context.Context, log *slog.Logger, bucket string,
 		}
 		return true
 	}
-	var results []BatchResult
+	var results []wal.BatchResult
 	if len(keys) > 0 {
 		results = p.Archive.DeleteBatches(ctx, bucket, keys, proceed)
 	}
@@ -640,7 +639,7 @@ func (c *countingLister) ListPage(ctx context.Context, req wal.ListRequest, toke
 }
 
 func (c *countingLister) requests() int {
-	if rc, ok := c.next.(RequestCounter); ok {
+	if rc, ok := c.next.(wal.RequestCounter); ok {
 		return int(rc.Requests())
 	}
 	return c.pages

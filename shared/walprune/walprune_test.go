@@ -446,21 +446,21 @@ func TestRefusals(t *testing.T) {
 		}, wantErr: errAny, noLease: true},
 		{name: "bucket does not exist", setup: func(h *harness) {
 			h.setArchive(func(a *config.Archive) { a.Bucket = "no-such-bucket" })
-		}, wantErr: walprune.ErrNoSuchBucket},
+		}, wantErr: wal.ErrNoSuchBucket},
 		{name: "credentials cannot list", setup: func(h *harness) {
-			h.arch.listErr = errors.Join(walprune.ErrAccessDenied, errors.New("api error AccessDenied"))
-		}, wantErr: walprune.ErrAccessDenied},
-		{name: "bucket check denied", setup: func(h *harness) { h.arch.checkErr = walprune.ErrAccessDenied }, wantErr: walprune.ErrAccessDenied},
+			h.arch.listErr = errors.Join(wal.ErrAccessDenied, errors.New("api error AccessDenied"))
+		}, wantErr: wal.ErrAccessDenied},
+		{name: "bucket check denied", setup: func(h *harness) { h.arch.checkErr = wal.ErrAccessDenied }, wantErr: wal.ErrAccessDenied},
 		{name: "snapshots cannot be listed", setup: func(h *harness) {
 			h.snaps.FailAlways(fleetfake.OpListSnapshots, errors.New("UnauthorizedOperation"))
 		}, wantErr: errAny},
 		{name: "unknown cluster", req: events.WALPruneRequest{Cluster: "nosuch"}, wantErr: config.ErrUnknownCluster, noLease: true},
-		{name: "invalid cluster name", req: events.WALPruneRequest{Cluster: "Main!"}, wantErr: walprune.ErrBadRequest, noLease: true},
-		{name: "keepFrom not a WAL name", req: events.WALPruneRequest{KeepFrom: "000000010000000A"}, wantErr: walprune.ErrBadRequest, noLease: true},
-		{name: "keepFrom a partial name", req: events.WALPruneRequest{KeepFrom: seg(1, 5).String() + ".partial"}, wantErr: walprune.ErrBadRequest, noLease: true},
-		{name: "keepFrom lower case", req: events.WALPruneRequest{KeepFrom: strings.ToLower(seg(1, 0xAB).String())}, wantErr: walprune.ErrBadRequest, noLease: true},
-		{name: "keepFrom out of range for the segment size", req: events.WALPruneRequest{KeepFrom: "000000010000000100000100"}, wantErr: walprune.ErrBadRequest},
-		{name: "negative maxDeletes", req: events.WALPruneRequest{MaxDeletes: -1}, wantErr: walprune.ErrBadRequest, noLease: true},
+		{name: "invalid cluster name", req: events.WALPruneRequest{Cluster: "Main!"}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "keepFrom not a WAL name", req: events.WALPruneRequest{KeepFrom: "000000010000000A"}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "keepFrom a partial name", req: events.WALPruneRequest{KeepFrom: seg(1, 5).String() + ".partial"}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "keepFrom lower case", req: events.WALPruneRequest{KeepFrom: strings.ToLower(seg(1, 0xAB).String())}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "keepFrom out of range for the segment size", req: events.WALPruneRequest{KeepFrom: "000000010000000100000100"}, wantErr: fleet.ErrBadRequest},
+		{name: "negative maxDeletes", req: events.WALPruneRequest{MaxDeletes: -1}, wantErr: fleet.ErrBadRequest, noLease: true},
 		{name: "lease held by another run", setup: func(h *harness) {
 			h.lease.Hold("walprune/main", "other-run", time.Now().Add(time.Hour))
 		}, wantErr: fleet.ErrLeaseHeld},
@@ -683,7 +683,7 @@ func TestDeleteErrorsAreReported(t *testing.T) {
 		h := newHarness(t)
 		h.arch.failBatch = 2
 		res, err := h.run(context.Background(), events.WALPruneRequest{})
-		if !errors.Is(err, walprune.ErrIncompleteDelete) || !errors.Is(err, walprune.ErrAccessDenied) {
+		if !errors.Is(err, walprune.ErrIncompleteDelete) || !errors.Is(err, wal.ErrAccessDenied) {
 			t.Fatalf("err %v", err)
 		}
 		if res.Deleted != 1000 || res.DeleteErrors != 1000 || res.NotSent != len(h.fix.Delete)-2000 || res.StoppedBy != walprune.StopError {
@@ -808,9 +808,9 @@ func TestHandle(t *testing.T) {
 		{name: "constant input", raw: `{"cluster":"main"}`, wantOwner: "req-1/"},
 		{name: "dry run", raw: `{"cluster":"main","dryRun":true}`, wantOwner: "req-1/", dryRun: true},
 		{name: "scheduled event envelope", raw: `{"version":"0","detail-type":"Scheduled Event","source":"aws.events","detail":{"cluster":"main","keepFrom":"000000010000000500000000"}}`, wantOwner: "req-1/"},
-		{name: "malformed", raw: `{"cluster":`, wantErr: walprune.ErrBadRequest},
+		{name: "malformed", raw: `{"cluster":`, wantErr: fleet.ErrBadRequest},
 		{name: "unknown field", raw: `{"cluster":"main","dry_run":true}`, wantErr: events.ErrMalformed},
-		{name: "empty envelope detail", raw: `{"detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, wantErr: walprune.ErrBadRequest},
+		{name: "empty envelope detail", raw: `{"detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, wantErr: fleet.ErrBadRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

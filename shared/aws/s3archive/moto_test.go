@@ -18,7 +18,6 @@ import (
 	"github.com/pgfleet/pgfleet/shared/aws/s3archive"
 	"github.com/pgfleet/pgfleet/shared/local/moto"
 	"github.com/pgfleet/pgfleet/shared/wal"
-	"github.com/pgfleet/pgfleet/shared/walprune"
 )
 
 // motoS3 starts a moto server for the test and returns an S3 client on it that records its
@@ -142,7 +141,7 @@ func TestMotoListPage(t *testing.T) {
 	}
 
 	_, err := a.Lister("no-such-bucket").ListPage(ctx, wal.ListRequest{Prefix: "a/"}, "")
-	if !errors.Is(err, walprune.ErrNoSuchBucket) {
+	if !errors.Is(err, wal.ErrNoSuchBucket) {
 		t.Errorf("missing bucket: %v", err)
 	}
 }
@@ -152,7 +151,7 @@ func TestMotoListAccessDenied(t *testing.T) {
 	c, rec := motoS3(t, moto.FailOperationWith("ListObjectsV2", 0, &smithy.GenericAPIError{Code: "AccessDenied", Message: "injected"}))
 	createBucket(t, c, "denied", "", "a")
 	_, err := s3archive.New(c).Lister("denied").ListPage(context.Background(), wal.ListRequest{}, "")
-	if !errors.Is(err, walprune.ErrAccessDenied) {
+	if !errors.Is(err, wal.ErrAccessDenied) {
 		t.Fatalf("err %v, want ErrAccessDenied", err)
 	}
 	if n := rec.Count("ListObjectsV2"); n != 1 {
@@ -181,7 +180,7 @@ func TestMotoCheckBucket(t *testing.T) {
 		{bucket: "plain-bucket"},
 		{bucket: "versioned-bucket", want: "Enabled"},
 		{bucket: "suspended-bucket", want: "Suspended"},
-		{bucket: "no-such-bucket", wantErr: walprune.ErrNoSuchBucket},
+		{bucket: "no-such-bucket", wantErr: wal.ErrNoSuchBucket},
 	}
 	for _, tc := range tests {
 		info, err := a.CheckBucket(context.Background(), tc.bucket)

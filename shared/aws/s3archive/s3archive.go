@@ -1,4 +1,4 @@
-// Package s3archive implements the WAL pruner's archive port (walprune.Archive) over S3:
+// Package s3archive implements the WAL pruner's archive port (wal.Archive) over S3:
 // a wal.Lister that reads one ListObjectsV2 page per call, so that wal.Collect can stop at the
 // boundary instead of listing the whole archive; batch deletion with DeleteObjects (quiet mode,
 // at most 1000 keys a request, a few requests in flight, per-key errors returned); and a bucket
@@ -32,7 +32,6 @@ import (
 
 	awsx "github.com/pgfleet/pgfleet/shared/aws"
 	"github.com/pgfleet/pgfleet/shared/wal"
-	"github.com/pgfleet/pgfleet/shared/walprune"
 )
 
 // API is the part of S3 the archive calls.
@@ -44,10 +43,10 @@ type API interface {
 }
 
 var (
-	_ API                     = (*s3.Client)(nil)
-	_ walprune.Archive        = (*Archive)(nil)
-	_ wal.Lister              = (*Lister)(nil)
-	_ walprune.RequestCounter = (*Lister)(nil)
+	_ API                = (*s3.Client)(nil)
+	_ wal.Archive        = (*Archive)(nil)
+	_ wal.Lister         = (*Lister)(nil)
+	_ wal.RequestCounter = (*Lister)(nil)
 )
 
 // S3 request limits and defaults.
@@ -104,24 +103,24 @@ func New(api API) *Archive {
 // noSDKRetries turns the SDK's retries off for one call: the archive retries by itself.
 func noSDKRetries(o *s3.Options) { o.RetryMaxAttempts = 1 }
 
-// CheckBucket implements walprune.Archive: HeadBucket, then GetBucketVersioning.
-func (a *Archive) CheckBucket(ctx context.Context, bucket string) (walprune.BucketInfo, error) {
+// CheckBucket implements wal.Archive: HeadBucket, then GetBucketVersioning.
+func (a *Archive) CheckBucket(ctx context.Context, bucket string) (wal.BucketInfo, error) {
 	if bucket == "" {
-		return walprune.BucketInfo{}, errors.New("check bucket: empty bucket name")
+		return wal.BucketInfo{}, errors.New("check bucket: empty bucket name")
 	}
 	_, _, err := withRetry(ctx, a.Retry, func() (*s3.HeadBucketOutput, error) {
 		return a.api.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}, noSDKRetries)
 	})
 	if err != nil {
-		return walprune.BucketInfo{}, fmt.Errorf("head bucket %s: %w", bucket, classify(err))
+		return wal.BucketInfo{}, fmt.Errorf("head bucket %s: %w", bucket, classify(err))
 	}
 	out, _, err := withRetry(ctx, a.Retry, func() (*s3.GetBucketVersioningOutput, error) {
 		return a.api.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(bucket)}, noSDKRetries)
 	})
 	if err != nil {
-		return walprune.BucketInfo{}, fmt.Errorf("get versioning of bucket %s: %w", bucket, classify(err))
+		return wal.BucketInfo{}, fmt.Errorf("get versioning of bucket %s: %w", bucket, classify(err))
 	}
-	return walprune.BucketInfo{Versioning: string(out.Status)}, nil
+	return wal.BucketInfo{Versioning: string(out.Status)}, nil
 }
 
 // Lister lists one bucket a page at a time and counts the requests it sends.
@@ -131,13 +130,13 @@ type Lister struct {
 	requests atomic.Int64
 }
 
-// Lister implements walprune.Archive: a new lister of bucket, its request count at zero.
+// Lister implements wal.Archive: a new lister of bucket, its request count at zero.
 func (a *Archive) Lister(bucket string) wal.Lister { return a.NewLister(bucket) }
 
 // NewLister is Lister with the concrete type.
 func (a *Archive) NewLister(bucket string) *Lister { return &Lister{archive: a, bucket: bucket} }
 
-// Requests implements walprune.RequestCounter: the ListObjectsV2 requests sent so far, retries
+// Requests implements wal.RequestCounter: the ListObjectsV2 requests sent so far, retries
 // included.
 func (l *Lister) Requests() int64 { return l.requests.Load() }
 
@@ -198,11 +197,11 @@ func (a *Archive) concurrency() int {
 	return a.Concurrency
 }
 
-// DeleteBatches implements walprune.Archive with at most Concurrency DeleteObjects requests in
+// DeleteBatches implements wal.Archive with at most Concurrency DeleteObjects requests in
 // flight. A batch that fails as a whole (after its retries) stops the start of further batches:
 // the error would most likely repeat (access denied, a missing bucket, the context ending).
-func (a *Archive) DeleteBatches(ctx context.Context, bucket string, batches [][]string, proceed func() bool) []walprune.BatchResult {
-	results := make([]walprune.BatchResult, len(batches))
+func (a *Archive) DeleteBatches(ctx context.Context, bucket string, batches [][]string, proceed func() bool) []wal.BatchResult {
+	results := make([]wal.BatchResult, len(batches))
 	started := make([]bool, len(batches))
 	var (
 		mu      sync.Mutex
@@ -260,8 +259,8 @@ func (a *Archive) DeleteBatches(ctx context.Context, bucket string, batches [][]
 // request when it is throttled or fails with a server error, and the keys the answer reports
 // with a retryable error code, within the Retry budget. Keys still failing are returned in
 // Failed with S3's code and message.
-func (a *Archive) DeleteBatch(ctx context.Context, bucket string, keys []string) walprune.BatchResult {
-	var r walprune.BatchResult
+func (a *Archive) DeleteBatch(ctx context.Context, bucket string, keys []string) wal.BatchResult {
+	var r wal.BatchResult
 	if bucket == "" {
 		r.Err = errors.New("delete objects: empty bucket name")
 		return r
@@ -303,14 +302,14 @@ func (a *Archive) DeleteBatch(ctx context.Context, bucket string, keys []string)
 				code = "RequestFailed"
 			}
 			for _, k := range pending {
-				r.Failed = append(r.Failed, walprune.KeyError{Key: k, Code: code, Message: err.Error()})
+				r.Failed = append(r.Failed, wal.KeyError{Key: k, Code: code, Message: err.Error()})
 			}
 			return r
 		}
 		var again []string
-		var failed []walprune.KeyError
+		var failed []wal.KeyError
 		for _, e := range out.Errors {
-			ke := walprune.KeyError{Key: aws.ToString(e.Key), Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)}
+			ke := wal.KeyError{Key: aws.ToString(e.Key), Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)}
 			if retryableKeyCode(ke.Code) {
 				again = append(again, ke.Key)
 			}
@@ -395,9 +394,9 @@ func classify(err error) error {
 	}
 	switch {
 	case awsx.IsCode(err, "NoSuchBucket", "NotFound") || (status == http.StatusNotFound && awsx.ErrorCode(err) != "NoSuchKey"):
-		return fmt.Errorf("%w: %w", walprune.ErrNoSuchBucket, err)
+		return fmt.Errorf("%w: %w", wal.ErrNoSuchBucket, err)
 	case awsx.IsCode(err, "AccessDenied", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken") || status == http.StatusForbidden:
-		return fmt.Errorf("%w: %w", walprune.ErrAccessDenied, err)
+		return fmt.Errorf("%w: %w", wal.ErrAccessDenied, err)
 	case awsx.IsCode(err, "PermanentRedirect", "MovedPermanently", "AuthorizationHeaderMalformed") || status == http.StatusMovedPermanently:
 		return fmt.Errorf("the bucket is in another region than the client's: %w", err)
 	}

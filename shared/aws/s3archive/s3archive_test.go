@@ -19,7 +19,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/pgfleet/pgfleet/shared/aws/s3archive"
-	"github.com/pgfleet/pgfleet/shared/walprune"
+	"github.com/pgfleet/pgfleet/shared/wal"
 )
 
 // fastRetry keeps retried tests quick.
@@ -138,7 +138,7 @@ func TestDeleteBatch(t *testing.T) {
 		name       string
 		script     []func([]string) (*s3.DeleteObjectsOutput, error)
 		wantCalls  [][]string
-		wantFailed []walprune.KeyError
+		wantFailed []wal.KeyError
 		wantErr    error // nil: no batch error
 		errAny     bool
 	}{
@@ -173,19 +173,19 @@ func TestDeleteBatch(t *testing.T) {
 			name:      "AccessDenied is not retried",
 			script:    []func([]string) (*s3.DeleteObjectsOutput, error){failWith(apiErr("AccessDenied"))},
 			wantCalls: [][]string{batch},
-			wantErr:   walprune.ErrAccessDenied,
+			wantErr:   wal.ErrAccessDenied,
 		},
 		{
 			name:      "NoSuchBucket is not retried",
 			script:    []func([]string) (*s3.DeleteObjectsOutput, error){failWith(apiErr("NoSuchBucket"))},
 			wantCalls: [][]string{batch},
-			wantErr:   walprune.ErrNoSuchBucket,
+			wantErr:   wal.ErrNoSuchBucket,
 		},
 		{
 			name:       "per-key errors are returned",
 			script:     []func([]string) (*s3.DeleteObjectsOutput, error){keyErrors(map[string]string{batch[1]: "AccessDenied", batch[3]: "NoSuchVersion"})},
 			wantCalls:  [][]string{batch},
-			wantFailed: []walprune.KeyError{{Key: batch[1], Code: "AccessDenied"}, {Key: batch[3], Code: "NoSuchVersion"}},
+			wantFailed: []wal.KeyError{{Key: batch[1], Code: "AccessDenied"}, {Key: batch[3], Code: "NoSuchVersion"}},
 		},
 		{
 			name: "per-key SlowDown is resent, other per-key errors kept",
@@ -194,13 +194,13 @@ func TestDeleteBatch(t *testing.T) {
 				keyErrors(map[string]string{batch[4]: "InternalError"}),
 			},
 			wantCalls:  [][]string{batch, {batch[0], batch[4]}, {batch[4]}},
-			wantFailed: []walprune.KeyError{{Key: batch[2], Code: "AccessDenied"}},
+			wantFailed: []wal.KeyError{{Key: batch[2], Code: "AccessDenied"}},
 		},
 		{
 			name:       "per-key retries are bounded",
 			script:     slices.Repeat([]func([]string) (*s3.DeleteObjectsOutput, error){keyErrors(map[string]string{batch[2]: "SlowDown"})}, 10),
 			wantCalls:  [][]string{batch, {batch[2]}, {batch[2]}, {batch[2]}},
-			wantFailed: []walprune.KeyError{{Key: batch[2], Code: "SlowDown"}},
+			wantFailed: []wal.KeyError{{Key: batch[2], Code: "SlowDown"}},
 		},
 		{
 			name: "a request failing while resending keys fails only those keys",
@@ -209,7 +209,7 @@ func TestDeleteBatch(t *testing.T) {
 				failWith(apiErr("AccessDenied")),
 			},
 			wantCalls:  [][]string{batch, {batch[1]}},
-			wantFailed: []walprune.KeyError{{Key: batch[1], Code: "AccessDenied"}},
+			wantFailed: []wal.KeyError{{Key: batch[1], Code: "AccessDenied"}},
 		},
 	}
 	for _, tc := range tests {
@@ -236,11 +236,11 @@ func TestDeleteBatch(t *testing.T) {
 					t.Errorf("a request was not in quiet mode")
 				}
 			}
-			got := make([]walprune.KeyError, len(r.Failed))
+			got := make([]wal.KeyError, len(r.Failed))
 			for i, ke := range r.Failed {
-				got[i] = walprune.KeyError{Key: ke.Key, Code: ke.Code}
+				got[i] = wal.KeyError{Key: ke.Key, Code: ke.Code}
 			}
-			slices.SortFunc(got, func(a, b walprune.KeyError) int { return cmpStr(a.Key, b.Key) })
+			slices.SortFunc(got, func(a, b wal.KeyError) int { return cmpStr(a.Key, b.Key) })
 			if !slices.Equal(got, tc.wantFailed) {
 				t.Fatalf("failed %+v, want %+v", got, tc.wantFailed)
 			}
@@ -391,20 +391,20 @@ func TestCheckBucket(t *testing.T) {
 		head       error
 		versioning error
 		status     types.BucketVersioningStatus
-		want       walprune.BucketInfo
+		want       wal.BucketInfo
 		wantErr    error
 		errAny     bool
 		wantCalls  int
 	}{
 		{name: "never versioned", wantCalls: 2},
-		{name: "versioned", status: types.BucketVersioningStatusEnabled, want: walprune.BucketInfo{Versioning: "Enabled"}, wantCalls: 2},
-		{name: "versioning suspended", status: types.BucketVersioningStatusSuspended, want: walprune.BucketInfo{Versioning: "Suspended"}, wantCalls: 2},
-		{name: "missing bucket", head: apiErr("NotFound"), wantErr: walprune.ErrNoSuchBucket, wantCalls: 1},
-		{name: "missing bucket, HTTP 404", head: httpErr(404), wantErr: walprune.ErrNoSuchBucket, wantCalls: 1},
-		{name: "forbidden", head: apiErr("Forbidden"), wantErr: walprune.ErrAccessDenied, wantCalls: 1},
-		{name: "forbidden, HTTP 403", head: httpErr(403), wantErr: walprune.ErrAccessDenied, wantCalls: 1},
+		{name: "versioned", status: types.BucketVersioningStatusEnabled, want: wal.BucketInfo{Versioning: "Enabled"}, wantCalls: 2},
+		{name: "versioning suspended", status: types.BucketVersioningStatusSuspended, want: wal.BucketInfo{Versioning: "Suspended"}, wantCalls: 2},
+		{name: "missing bucket", head: apiErr("NotFound"), wantErr: wal.ErrNoSuchBucket, wantCalls: 1},
+		{name: "missing bucket, HTTP 404", head: httpErr(404), wantErr: wal.ErrNoSuchBucket, wantCalls: 1},
+		{name: "forbidden", head: apiErr("Forbidden"), wantErr: wal.ErrAccessDenied, wantCalls: 1},
+		{name: "forbidden, HTTP 403", head: httpErr(403), wantErr: wal.ErrAccessDenied, wantCalls: 1},
 		{name: "another region", head: httpErr(301), errAny: true, wantCalls: 1},
-		{name: "versioning denied", versioning: apiErr("AccessDenied"), wantErr: walprune.ErrAccessDenied, wantCalls: 2},
+		{name: "versioning denied", versioning: apiErr("AccessDenied"), wantErr: wal.ErrAccessDenied, wantCalls: 2},
 		{name: "head throttled, retried until spent", head: apiErr("SlowDown"), errAny: true, wantCalls: fastRetry.Attempts},
 	}
 	for _, tc := range tests {

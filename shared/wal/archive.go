@@ -1,14 +1,14 @@
-package walprune
+package wal
 
 import (
 	"context"
 	"errors"
-
-	"github.com/pgfleet/pgfleet/shared/wal"
 )
 
 // Archive is the object store a WAL archive lives in, as the pruner uses it: check a bucket,
-// list it page by page, delete keys in batches. s3archive.Archive implements it over S3.
+// list it page by page (with Collect), delete keys in batches. s3archive.Archive implements it
+// over S3. It lives here, beside the Lister it hands out, so that the S3 adapter depends on the
+// WAL model and not on the pruner.
 type Archive interface {
 	// CheckBucket fails when the bucket does not exist (wrapping ErrNoSuchBucket) or cannot be
 	// read (wrapping ErrAccessDenied), and reports its versioning status.
@@ -16,8 +16,8 @@ type Archive interface {
 	// Lister returns a fresh lister of bucket for one run. When it also implements
 	// RequestCounter, the run reports the requests it sent, retries included; otherwise it
 	// reports the pages it read.
-	Lister(bucket string) wal.Lister
-	// DeleteBatches deletes batches of keys (at most wal.MaxBatch each), several batches at a
+	Lister(bucket string) Lister
+	// DeleteBatches deletes batches of keys (at most MaxBatch each), several batches at a
 	// time, without version ids. Before it starts a batch it calls proceed, in batch order;
 	// once proceed returns false, or a batch has failed as a whole, it starts no further batch
 	// and lets the ones in flight finish. It returns the results of the batches it started,
