@@ -23,6 +23,8 @@ import (
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	// The backstop for any line logged without the run's logger: JSON, never Go's text format.
+	slog.SetDefault(log)
 	cfg, env, err := awsx.Init(context.Background())
 	if err != nil {
 		log.Error("init", "error", err.Error())

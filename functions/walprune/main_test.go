@@ -80,4 +80,7 @@ func TestBootstrapAgainstRuntimeAPI(t *testing.T) {
 			t.Fatalf("want a refusal naming cluster copy, got %+v", a)
 		}
 	})
+	for _, p := range lambdart.LogProblems(rt.Stderr.String()) {
+		t.Error(p)
+	}
 }

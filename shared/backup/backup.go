@@ -19,6 +19,7 @@ import (
 	"github.com/pgfleet/pgfleet/shared/config"
 	"github.com/pgfleet/pgfleet/shared/fleet"
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
+	"github.com/pgfleet/pgfleet/shared/logctx"
 	"github.com/pgfleet/pgfleet/shared/metrics"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 )
@@ -85,8 +86,10 @@ type Backup struct {
 	Metrics   metrics.Sink
 	Log       *slog.Logger
 	Now       func() time.Time
-	// Owner identifies this run in the lease (the Lambda request id).
-	Owner     string
+	// Owner identifies this run in the lease; unique to the run (Handle makes it).
+	Owner string
+	// RequestID is the Lambda request id, on every log line of the run.
+	RequestID string
 	Timeouts  Timeouts
 	ThawRetry Retry
 	// MarkRetry retries tagging a set with its status.
@@ -163,6 +166,17 @@ func (b *Backup) log() *slog.Logger {
 	return slog.Default()
 }
 
+// runLog is the logger of a run on cluster: the cluster and the request id on every line.
+func (b *Backup) runLog(cluster string) *slog.Logger {
+	return b.log().With("cluster", cluster, "request_id", b.RequestID)
+}
+
+// step returns ctx whose logger (for the adapters) names the step.
+func step(ctx context.Context, name string) context.Context {
+	ctx, _ = logctx.Step(ctx, name)
+	return ctx
+}
+
 func (b *Backup) timeouts() Timeouts {
 	t := b.Timeouts
 	d := DefaultTimeouts
@@ -207,7 +221,10 @@ func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 	if _, err := thawParams(cfg).Args().Argv(hostscripts.Thaw); err != nil {
 		return b.fail(res, fmt.Errorf("%w: cluster %s: %w (nothing was sent to a host)", ErrBadConfig, cfg.Name, err))
 	}
-	log := b.log().With("cluster", cfg.Name)
+	// Every line of the run, the adapters' included, names the cluster and the request; the
+	// adapters get the step from the context each call is made with.
+	log := b.runLog(cfg.Name)
+	ctx = logctx.With(ctx, log)
 
 	leaseKey := "backup/" + cfg.Name
 	owner := b.Owner
@@ -215,12 +232,12 @@ func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 		owner = fleet.NewLeaseOwner("")
 	}
 	t0 := b.now()
-	if err := b.Lease.Acquire(ctx, leaseKey, owner, b.timeouts().Lease); err != nil {
+	if err := b.Lease.Acquire(step(ctx, "lease"), leaseKey, owner, b.timeouts().Lease); err != nil {
 		return b.fail(res, fmt.Errorf("take lease %s: %w", leaseKey, err))
 	}
 	res.StepsMS["lease"] = ms(b.now().Sub(t0))
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(step(ctx, "lease")), 10*time.Second)
 		defer cancel()
 		if rerr := b.Lease.Release(rctx, leaseKey, owner); rerr != nil {
 			log.Warn("release lease", "step", "lease", "error", rerr.Error())
@@ -242,7 +259,7 @@ func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 func (b *Backup) fail(res Result, err error) (Result, error) {
 	res.Status = StatusFailed
 	res.Reason = err.Error()
-	b.log().Error("backup failed", "cluster", res.Cluster, "set_id", res.SetID, "error", err.Error())
+	b.runLog(res.Cluster).Error("backup failed", "step", "done", "set_id", res.SetID, "error", err.Error())
 	return res, err
 }
 
@@ -251,7 +268,8 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 
 	// Pick the member (before anything is frozen).
 	t := b.now()
-	member, err := b.pickMember(ctx, cfg)
+	pctx := step(ctx, "preflight")
+	member, err := b.pickMember(pctx, cfg)
 	if err != nil {
 		return res, err
 	}
@@ -265,7 +283,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	for _, v := range data {
 		volumeIDs = append(volumeIDs, v.VolumeID)
 	}
-	pending, err := b.Snapshots.PendingSnapshots(ctx, volumeIDs)
+	pending, err := b.Snapshots.PendingSnapshots(pctx, volumeIDs)
 	if err != nil {
 		return res, fmt.Errorf("count pending snapshots of %s: %w", member.InstanceID, err)
 	}
@@ -286,13 +304,13 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	}
 	// Earlier runs that died before marking their set leave it pending: under the lease nobody
 	// else can be working on it, so it is marked failed now rather than left unmarked.
-	existing, err := b.listSets(ctx, cfg.Name)
+	existing, err := b.listSets(pctx, cfg.Name)
 	if err != nil {
 		return res, err
 	}
 	for _, s := range existing {
 		if s.Status == snapset.StatusPending {
-			if err := b.markSet(ctx, s, snapset.StatusFailed, "abandoned: the run that created it ended before marking it", nil); err != nil {
+			if err := b.markSet(pctx, s, snapset.StatusFailed, "abandoned: the run that created it ended before marking it", nil); err != nil {
 				return res, fmt.Errorf("mark abandoned set %s failed: %w", s.SetID, err)
 			}
 			res.AbandonedMarked = append(res.AbandonedMarked, s.SetID)
@@ -302,7 +320,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 
 	// Freeze. From here on, every path thaws.
 	t = b.now()
-	fctx, cancel := context.WithTimeout(ctx, to.Freeze)
+	fctx, cancel := context.WithTimeout(step(ctx, "freeze"), to.Freeze)
 	fr, ferr := hostscripts.RunFreeze(fctx, b.Hosts, member.InstanceID, freezeParams(cfg))
 	cancel()
 	res.StepsMS["freeze"] = ms(b.now().Sub(t))
@@ -315,7 +333,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	}
 	if ferr != nil {
 		// A lost, unreadable or timed-out command may have frozen: thaw (thaw is idempotent).
-		_, terr := b.thaw(ctx, log, member.InstanceID, cfg)
+		_, terr := b.thaw(step(ctx, "thaw"), log, member.InstanceID, cfg)
 		if terr != nil {
 			return res, fmt.Errorf("freeze failed: %w; and thaw failed too (the watchdog thaws within %ds): %v", ferr, cfg.WatchdogSeconds, terr)
 		}
@@ -349,7 +367,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	meta.VolumeCount = len(data) - len(exclude)
 	res.SetID = meta.SetID
 	t = b.now()
-	sctx, cancel := context.WithTimeout(ctx, to.Snapshot)
+	sctx, cancel := context.WithTimeout(step(ctx, "snapshot"), to.Snapshot)
 	snaps, serr := b.Snapshots.CreateSet(sctx, fleet.CreateSetRequest{
 		InstanceID:       member.InstanceID,
 		ExcludeVolumeIDs: exclude,
@@ -361,7 +379,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 
 	// Thaw on every path, with a context the caller's cancellation cannot kill.
 	t = b.now()
-	th, terr := b.thaw(ctx, log, member.InstanceID, cfg)
+	th, terr := b.thaw(step(ctx, "thaw"), log, member.InstanceID, cfg)
 	tr := th.result
 	res.StepsMS["thaw"] = ms(b.now().Sub(t))
 	if terr == nil {
@@ -389,7 +407,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 		if errors.Is(serr, ErrNotFreezeConsistent) {
 			reason = serr.Error()
 		}
-		if err := b.markByID(ctx, cfg.Name, meta.SetID, snaps, reason); err != nil {
+		if err := b.markByID(step(ctx, "mark"), cfg.Name, meta.SetID, snaps, reason); err != nil {
 			res.Warnings = append(res.Warnings, "could not mark the failed set (the next run marks it): "+err.Error())
 		}
 		if terr != nil {
@@ -421,7 +439,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	if res.WritesBlockedMS > 0 {
 		extra[snapset.TagFrozenMS] = strconv.FormatInt(int64(res.WritesBlockedMS+0.5), 10)
 	}
-	if err := b.markSet(ctx, snapset.Set{Meta: meta, Snapshots: snaps}, status, reason, extra); err != nil {
+	if err := b.markSet(step(ctx, "mark"), snapset.Set{Meta: meta, Snapshots: snaps}, status, reason, extra); err != nil {
 		return res, fmt.Errorf("mark set %s %s: %w (the next run marks it failed)", meta.SetID, status, err)
 	}
 	res.StepsMS["mark"] = ms(b.now().Sub(t))
@@ -437,7 +455,7 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 	// the RetentionFailed metric, which an alarm watches.
 	t = b.now()
 	res.RetentionStatus = "ok"
-	if err := b.retention(ctx, log, cfg, &res); err != nil {
+	if err := b.retention(step(ctx, "retention"), log, cfg, &res); err != nil {
 		res.RetentionStatus = "failed"
 		res.Warnings = append(res.Warnings, "retention: "+err.Error())
 		log.Error("retention failed", "step", "retention", "error", err.Error())
@@ -619,7 +637,7 @@ func (b *Backup) listSets(ctx context.Context, cluster string) ([]snapset.Set, e
 	}
 	sets, unreadable := snapset.Group(snaps)
 	for _, s := range unreadable {
-		b.log().Warn("snapshot with unreadable set tags ignored", "cluster", cluster, "snapshot", s.ID)
+		logctx.From(ctx, b.runLog(cluster)).Warn("snapshot with unreadable set tags ignored", "snapshot", s.ID)
 	}
 	return sets, nil
 }

@@ -24,6 +24,6 @@ func (b *Backup) Handle(ctx context.Context, raw json.RawMessage) (Result, error
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		requestID = lc.AwsRequestID
 	}
-	run.Owner = fleet.NewLeaseOwner(requestID)
+	run.Owner, run.RequestID = fleet.NewLeaseOwner(requestID), requestID
 	return run.Run(ctx, Request{Cluster: req.Cluster})
 }

@@ -24,7 +24,7 @@ func (p *Pruner) Handle(ctx context.Context, raw json.RawMessage) (Result, error
 	}
 	run := *p
 	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {
-		run.Owner = fleet.NewLeaseOwner(lc.AwsRequestID)
+		run.Owner, run.RequestID = fleet.NewLeaseOwner(lc.AwsRequestID), lc.AwsRequestID
 	}
 	return run.Run(ctx, req)
 }

@@ -51,6 +51,7 @@ import (
 	"github.com/pgfleet/pgfleet/events"
 	"github.com/pgfleet/pgfleet/shared/config"
 	"github.com/pgfleet/pgfleet/shared/fleet"
+	"github.com/pgfleet/pgfleet/shared/logctx"
 	"github.com/pgfleet/pgfleet/shared/metrics"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 	"github.com/pgfleet/pgfleet/shared/wal"
@@ -115,6 +116,8 @@ type Pruner struct {
 	// Owner identifies this run in the lease and must be unique to it (Handle sets
 	// fleet.NewLeaseOwner of the Lambda request id); when empty, Run makes one.
 	Owner string
+	// RequestID is the Lambda request id, on every log line of the run.
+	RequestID string
 	// SafetyMargin: no batch starts once less than this is left before the context's
 	// deadline (0 means DefaultSafetyMargin).
 	SafetyMargin time.Duration
@@ -209,6 +212,11 @@ func (p *Pruner) log() *slog.Logger {
 	return slog.Default()
 }
 
+// runLog is the logger of a run on cluster: the cluster and the request id on every line.
+func (p *Pruner) runLog(cluster string) *slog.Logger {
+	return p.log().With("cluster", cluster, "request_id", p.RequestID)
+}
+
 func (p *Pruner) safetyMargin() time.Duration {
 	if p.SafetyMargin > 0 {
 		return p.SafetyMargin
@@ -256,7 +264,9 @@ func (p *Pruner) Run(ctx context.Context, req events.WALPruneRequest) (res Resul
 	if err := p.checkSharedArchive(ctx, cfg.Name, arch, layout); err != nil {
 		return p.fail(res, start, err)
 	}
-	log := p.log().With("cluster", cfg.Name, "bucket", arch.Bucket)
+	// Every line of the run, the adapters' included, names the cluster and the request.
+	log := p.runLog(cfg.Name).With("bucket", arch.Bucket)
+	ctx = logctx.With(ctx, log)
 
 	leaseKey := "walprune/" + cfg.Name
 	owner := p.Owner
@@ -264,11 +274,12 @@ func (p *Pruner) Run(ctx context.Context, req events.WALPruneRequest) (res Resul
 		// Unique to this run: two runs started at once must never share the lease.
 		owner = fleet.NewLeaseOwner("")
 	}
-	if err := p.Lease.Acquire(ctx, leaseKey, owner, p.leaseTTL()); err != nil {
+	lctx, _ := logctx.Step(ctx, "lease")
+	if err := p.Lease.Acquire(lctx, leaseKey, owner, p.leaseTTL()); err != nil {
 		return p.fail(res, start, fmt.Errorf("take lease %s: %w", leaseKey, err))
 	}
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(lctx), 10*time.Second)
 		defer cancel()
 		if rerr := p.Lease.Release(rctx, leaseKey, owner); rerr != nil {
 			log.Warn("release lease", "step", "lease", "error", rerr.Error())
@@ -311,7 +322,7 @@ func (p *Pruner) fail(res Result, start time.Time, err error) (Result, error) {
 	if res.DurationMS == 0 {
 		res.DurationMS = ms(p.now().Sub(start))
 	}
-	p.log().Error("wal prune failed", "cluster", res.Cluster, "error", err.Error(),
+	p.runLog(res.Cluster).Error("wal prune failed", "step", "done", "error", err.Error(),
 		"deleted", res.Deleted, "delete_errors", res.DeleteErrors)
 	return res, err
 }

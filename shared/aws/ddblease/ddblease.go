@@ -20,6 +20,7 @@ import (
 
 	awsx "github.com/pgfleet/pgfleet/shared/aws"
 	"github.com/pgfleet/pgfleet/shared/fleet"
+	"github.com/pgfleet/pgfleet/shared/logctx"
 )
 
 // API is the part of DynamoDB the Lease calls.
@@ -49,7 +50,8 @@ type Lease struct {
 	table string
 	// Now is the clock (tests move it instead of sleeping).
 	Now func() time.Time
-	// Log receives the releases that found the lease no longer ours.
+	// Log receives the releases that found the lease no longer ours, when the context carries no
+	// logger of its own (logctx).
 	Log *slog.Logger
 }
 
@@ -129,7 +131,7 @@ func (l *Lease) Release(ctx context.Context, key, owner string) error {
 		ExpressionAttributeValues: map[string]types.AttributeValue{":owner": &types.AttributeValueMemberS{Value: owner}},
 	})
 	if awsx.IsCode(err, conditionalCheckFailed) {
-		l.log().Warn("lease was no longer ours at release; left alone", "lease", key, "owner", owner)
+		l.log(ctx).Warn("lease was no longer ours at release; left alone", "lease", key, "owner", owner)
 		return nil
 	}
 	if err != nil {
@@ -145,9 +147,5 @@ func (l *Lease) now() time.Time {
 	return time.Now()
 }
 
-func (l *Lease) log() *slog.Logger {
-	if l.Log != nil {
-		return l.Log
-	}
-	return slog.Default()
-}
+// log is the run's logger from ctx (cluster, request id, step), else Log, else slog's default.
+func (l *Lease) log(ctx context.Context) *slog.Logger { return logctx.From(ctx, l.Log) }

@@ -18,6 +18,7 @@ import (
 	awsx "github.com/pgfleet/pgfleet/shared/aws"
 	"github.com/pgfleet/pgfleet/shared/fleet"
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
+	"github.com/pgfleet/pgfleet/shared/logctx"
 )
 
 // CommandAPI is the part of SSM the Runner calls.
@@ -73,7 +74,8 @@ type Runner struct {
 	CancelTimeout time.Duration
 	// LogGroup, when set, also sends the command output to this CloudWatch Logs group.
 	LogGroup string
-	// Log receives one line per command: script, instance, command id, status and durations.
+	// Log receives one line per command: script, instance, command id, status and durations,
+	// when the context carries no logger of its own (logctx).
 	// Parameter values are never logged.
 	Log *slog.Logger
 }
@@ -155,7 +157,7 @@ func (r *Runner) Run(ctx context.Context, instanceID string, script hostscripts.
 		return nil, fmt.Errorf("send %s to %s: no command id in the response", script, instanceID)
 	}
 	id := aws.ToString(sent.Command.CommandId)
-	log := r.log().With("script", string(script), "instance", instanceID, "command_id", id)
+	log := r.log(ctx).With("script", string(script), "instance", instanceID, "command_id", id)
 	sendMS := time.Since(start).Milliseconds()
 
 	inv, polls, err := r.wait(ctx, id, instanceID)
@@ -257,12 +259,8 @@ func (r *Runner) cancel(ctx context.Context, log *slog.Logger, commandID, instan
 	}
 }
 
-func (r *Runner) log() *slog.Logger {
-	if r.Log != nil {
-		return r.Log
-	}
-	return slog.Default()
-}
+// log is the run's logger from ctx (cluster, request id, step), else Log, else slog's default.
+func (r *Runner) log(ctx context.Context) *slog.Logger { return logctx.From(ctx, r.Log) }
 
 func tail(s string, n int) string {
 	s = strings.TrimSpace(s)

@@ -7,6 +7,7 @@ package lambdart
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +30,9 @@ type Answer struct {
 
 // Runtime serves the Runtime API.
 type Runtime struct {
+	// Stderr is what the function wrote to stderr (its log) once Start ran it.
+	Stderr Output
+
 	srv     *httptest.Server
 	events  chan invocation
 	answers chan Answer
@@ -117,7 +121,8 @@ func (r *Runtime) Start(t testing.TB, bin string, env ...string) *Output {
 	out := &Output{}
 	cmd := exec.Command(bin)
 	cmd.Env = append(append(os.Environ(), "AWS_LAMBDA_RUNTIME_API="+r.Addr()), env...)
-	cmd.Stdout, cmd.Stderr = out, out
+	// Stdout is EMF in Lambda, stderr the log: Stderr keeps the log apart.
+	cmd.Stdout, cmd.Stderr = out, io.MultiWriter(out, &r.Stderr)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
@@ -159,4 +164,31 @@ func Run(t testing.TB, dir string, env ...string) (*Runtime, *Output) {
 	bin := Build(t, dir)
 	rt := New()
 	return rt, rt.Start(t, bin, env...)
+}
+
+// LogProblems reads what a function wrote to stderr and lists what is wrong with it: a line that
+// is not JSON, or a line of the function's own without its cluster and request id. Lines of the
+// Lambda runtime library's error report (the standard logger, made JSON by slog.SetDefault; the
+// same error is on the run's own failure line) need not name a run.
+func LogProblems(stderr string) []string {
+	var out []string
+	for i, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if l == "" {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			out = append(out, fmt.Sprintf("stderr line %d is not JSON: %q", i+1, l))
+			continue
+		}
+		if msg, _ := rec["msg"].(string); strings.Contains(msg, `"errorType"`) {
+			continue
+		}
+		for _, k := range []string{"cluster", "request_id"} {
+			if _, ok := rec[k]; !ok {
+				out = append(out, fmt.Sprintf("stderr line %d has no %s: %s", i+1, k, l))
+			}
+		}
+	}
+	return out
 }
