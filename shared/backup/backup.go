@@ -21,19 +21,13 @@ import (
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
 	"github.com/pgfleet/pgfleet/shared/logctx"
 	"github.com/pgfleet/pgfleet/shared/metrics"
+	"github.com/pgfleet/pgfleet/shared/retry"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 )
 
 // Request names the cluster to back up.
 type Request struct {
 	Cluster string `json:"cluster"`
-}
-
-// Retry bounds a retried step.
-type Retry struct {
-	Attempts int
-	Initial  time.Duration
-	Max      time.Duration
 }
 
 // Timeouts bound each step. Tests shrink them.
@@ -59,21 +53,15 @@ var DefaultTimeouts = Timeouts{
 // freeze command, the snapshot call and every thaw attempt taking their whole timeouts, plus the
 // waits between thaw attempts. A run starts a freeze only when its deadline leaves this much,
 // so whatever happens it can still send all its thaws before it is stopped.
-func (t Timeouts) Budget(thaw Retry) time.Duration {
-	d := t.Freeze + t.Snapshot + time.Duration(thaw.Attempts)*t.Thaw
-	wait := thaw.Initial
-	for i := 1; i < thaw.Attempts; i++ {
-		d += wait
-		wait = min(wait*2, thaw.Max)
-	}
-	return d
+func (t Timeouts) Budget(thaw retry.Backoff) time.Duration {
+	return t.Freeze + t.Snapshot + time.Duration(thaw.Attempts)*t.Thaw + thaw.MaxPauses()
 }
 
 // DefaultThawRetry retries a failed thaw quickly: the watchdog is only the last resort.
-var DefaultThawRetry = Retry{Attempts: 4, Initial: 200 * time.Millisecond, Max: 2 * time.Second}
+var DefaultThawRetry = retry.Backoff{Attempts: 4, Initial: 200 * time.Millisecond, Max: 2 * time.Second}
 
 // DefaultMarkRetry retries tagging a set with its status (a throttled CreateTags).
-var DefaultMarkRetry = Retry{Attempts: 3, Initial: 200 * time.Millisecond, Max: 400 * time.Millisecond}
+var DefaultMarkRetry = retry.Backoff{Attempts: 3, Initial: 200 * time.Millisecond, Max: 400 * time.Millisecond}
 
 // Backup runs backups. Every field but Log, Now, Owner, Timeouts, ThawRetry and MarkRetry is
 // required.
@@ -91,9 +79,9 @@ type Backup struct {
 	// RequestID is the Lambda request id, on every log line of the run.
 	RequestID string
 	Timeouts  Timeouts
-	ThawRetry Retry
+	ThawRetry retry.Backoff
 	// MarkRetry retries tagging a set with its status.
-	MarkRetry Retry
+	MarkRetry retry.Backoff
 }
 
 // Result is what a run returns (and what the Lambda answers).
@@ -195,7 +183,7 @@ func (b *Backup) timeouts() Timeouts {
 	return t
 }
 
-func (b *Backup) thawRetry() Retry {
+func (b *Backup) thawRetry() retry.Backoff {
 	if b.ThawRetry.Attempts == 0 {
 		return DefaultThawRetry
 	}
@@ -232,16 +220,15 @@ func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 		owner = fleet.NewLeaseOwner("")
 	}
 	t0 := b.now()
-	if err := b.Lease.Acquire(step(ctx, "lease"), leaseKey, owner, b.timeouts().Lease); err != nil {
-		return b.fail(res, fmt.Errorf("take lease %s: %w", leaseKey, err))
+	release, err := fleet.TakeLease(step(ctx, "lease"), b.Lease, leaseKey, owner, b.timeouts().Lease)
+	if err != nil {
+		return b.fail(res, err)
 	}
 	res.StepsMS["lease"] = ms(b.now().Sub(t0))
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(step(ctx, "lease")), 10*time.Second)
-		defer cancel()
-		if rerr := b.Lease.Release(rctx, leaseKey, owner); rerr != nil {
+		if rerr := release(); rerr != nil {
 			log.Warn("release lease", "step", "lease", "error", rerr.Error())
-			res.Warnings = append(res.Warnings, "lease not released (it expires by itself): "+rerr.Error())
+			res.Warnings = append(res.Warnings, "lease not released: "+rerr.Error())
 		}
 	}()
 
@@ -296,10 +283,10 @@ func (b *Backup) runLocked(ctx context.Context, log *slog.Logger, cfg config.Clu
 		}
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		retry := b.thawRetry()
-		if need := to.Budget(retry); time.Until(dl) < need {
+		thaws := b.thawRetry()
+		if need := to.Budget(thaws); time.Until(dl) < need {
 			return res, fmt.Errorf("only %s left before the deadline, need %s (freeze %s + snapshot %s + %d thaw attempts of %s and their backoff) to freeze, snapshot and thaw safely; nothing was frozen",
-				time.Until(dl).Round(time.Millisecond), need, to.Freeze, to.Snapshot, retry.Attempts, to.Thaw)
+				time.Until(dl).Round(time.Millisecond), need, to.Freeze, to.Snapshot, thaws.Attempts, to.Thaw)
 		}
 	}
 	// Earlier runs that died before marking their set leave it pending: under the lease nobody
@@ -515,12 +502,11 @@ func (o thawOutcome) thawedBeforeUs(fr hostscripts.FreezeResult) bool {
 // counts only when the script reports ok and its write probe finished: a probe that did not is
 // retried, then fails the run.
 func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, cfg config.Cluster) (thawOutcome, error) {
-	retry := b.thawRetry()
+	thaws := b.thawRetry()
+	// Detached from the caller's cancellation: the pauses and attempts always run.
 	base := context.WithoutCancel(ctx)
-	wait := retry.Initial
 	var out thawOutcome
-	var lastErr error
-	for attempt := 1; attempt <= retry.Attempts; attempt++ {
+	_, err := retry.Do(base, thaws, nil, func(attempt int) error {
 		tctx, cancel := context.WithTimeout(base, b.timeouts().Thaw)
 		tr, err := hostscripts.RunThaw(tctx, b.Hosts, instanceID, thawParams(cfg))
 		cancel()
@@ -531,19 +517,18 @@ func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, 
 		}
 		if err == nil {
 			out.result = tr
-			return out, nil
+			return nil
 		}
 		if tr.WatchdogFiredToken != "" {
 			out.result.WatchdogFiredToken, out.result.WatchdogFiredUS = tr.WatchdogFiredToken, tr.WatchdogFiredUS
 		}
-		lastErr = err
 		log.Warn("thaw attempt failed", "step", "thaw", "attempt", attempt, "error", err.Error())
-		if attempt < retry.Attempts {
-			time.Sleep(wait)
-			wait = min(wait*2, retry.Max)
-		}
+		return err
+	})
+	if err != nil {
+		return out, fmt.Errorf("thaw %s: %d attempts: %w", instanceID, thaws.Attempts, err)
 	}
-	return out, fmt.Errorf("thaw %s: %d attempts: %w", instanceID, retry.Attempts, lastErr)
+	return out, nil
 }
 
 func (b *Backup) pickMember(ctx context.Context, cfg config.Cluster) (fleet.Member, error) {
@@ -662,21 +647,11 @@ func (b *Backup) markSet(ctx context.Context, s snapset.Set, status snapset.Stat
 	}
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	retry := b.MarkRetry
-	if retry.Attempts == 0 {
-		retry = DefaultMarkRetry
+	marks := b.MarkRetry
+	if marks.Attempts == 0 {
+		marks = DefaultMarkRetry
 	}
-	wait := retry.Initial
-	var err error
-	for attempt := 1; attempt <= retry.Attempts; attempt++ {
-		if err = b.Snapshots.TagSnapshots(mctx, tags); err == nil {
-			return nil
-		}
-		if attempt < retry.Attempts {
-			time.Sleep(wait)
-			wait = min(wait*2, retry.Max)
-		}
-	}
+	_, err := retry.Do(mctx, marks, nil, func(int) error { return b.Snapshots.TagSnapshots(mctx, tags) })
 	return err
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/pgfleet/pgfleet/shared/fleet/fleetfake"
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
 	"github.com/pgfleet/pgfleet/shared/metrics"
+	"github.com/pgfleet/pgfleet/shared/retry"
 	"github.com/pgfleet/pgfleet/shared/snapset"
 )
 
@@ -826,7 +827,7 @@ func TestRunRefusesNearTheDeadline(t *testing.T) {
 func TestBudgetCoversEveryThaw(t *testing.T) {
 	h := newHarness(t)
 	h.b.Timeouts = backup.Timeouts{Freeze: 150 * time.Millisecond, Snapshot: 100 * time.Millisecond, Thaw: 80 * time.Millisecond}
-	h.b.ThawRetry = backup.Retry{Attempts: 4, Initial: 20 * time.Millisecond, Max: 40 * time.Millisecond}
+	h.b.ThawRetry = retry.Backoff{Attempts: 4, Initial: 20 * time.Millisecond, Max: 40 * time.Millisecond}
 	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
 	h.hosts.Respond(hostscripts.Freeze, fleetfake.Response{Block: true, Effect: fleetfake.EffectFreeze})
 	h.store.Hook(fleetfake.OpCreateSet, hang)
@@ -1429,8 +1430,8 @@ func newHarness(t *testing.T, members ...fleet.Member) *harness {
 		Now:       h.clock.Now,
 		Owner:     "run-test",
 		Timeouts:  backup.Timeouts{Freeze: 5 * time.Second, Snapshot: 5 * time.Second, Thaw: 5 * time.Second},
-		ThawRetry: backup.Retry{Attempts: 3, Initial: time.Millisecond, Max: 2 * time.Millisecond},
-		MarkRetry: backup.Retry{Attempts: 3, Initial: time.Millisecond, Max: 2 * time.Millisecond},
+		ThawRetry: retry.Backoff{Attempts: 3, Initial: time.Millisecond, Max: 2 * time.Millisecond},
+		MarkRetry: retry.Backoff{Attempts: 3, Initial: time.Millisecond, Max: 2 * time.Millisecond},
 	}
 	return h
 }

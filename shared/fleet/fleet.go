@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/pgfleet/pgfleet/shared/hostscripts"
@@ -114,4 +115,24 @@ func NewLeaseOwner(requestID string) string {
 		return "run-" + suffix
 	}
 	return requestID + "/" + suffix
+}
+
+// LeaseReleaseTimeout bounds the release of a lease taken with TakeLease.
+const LeaseReleaseTimeout = 10 * time.Second
+
+// TakeLease takes key for owner and returns the function that releases it: detached from ctx's
+// cancellation (a run that was cancelled still gives its lease back) and bounded by
+// LeaseReleaseTimeout. A release that fails leaves the lease to expire by itself.
+func TakeLease(ctx context.Context, l Lease, key, owner string, ttl time.Duration) (release func() error, err error) {
+	if err := l.Acquire(ctx, key, owner, ttl); err != nil {
+		return nil, fmt.Errorf("take lease %s: %w", key, err)
+	}
+	return func() error {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LeaseReleaseTimeout)
+		defer cancel()
+		if err := l.Release(rctx, key, owner); err != nil {
+			return fmt.Errorf("release lease %s (it expires by itself): %w", key, err)
+		}
+		return nil
+	}, nil
 }

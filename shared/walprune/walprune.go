@@ -275,15 +275,14 @@ func (p *Pruner) Run(ctx context.Context, req events.WALPruneRequest) (res Resul
 		owner = fleet.NewLeaseOwner("")
 	}
 	lctx, _ := logctx.Step(ctx, "lease")
-	if err := p.Lease.Acquire(lctx, leaseKey, owner, p.leaseTTL()); err != nil {
-		return p.fail(res, start, fmt.Errorf("take lease %s: %w", leaseKey, err))
+	release, err := fleet.TakeLease(lctx, p.Lease, leaseKey, owner, p.leaseTTL())
+	if err != nil {
+		return p.fail(res, start, err)
 	}
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(lctx), 10*time.Second)
-		defer cancel()
-		if rerr := p.Lease.Release(rctx, leaseKey, owner); rerr != nil {
+		if rerr := release(); rerr != nil {
 			log.Warn("release lease", "step", "lease", "error", rerr.Error())
-			res.Warnings = append(res.Warnings, "lease not released (it expires by itself): "+rerr.Error())
+			res.Warnings = append(res.Warnings, "lease not released: "+rerr.Error())
 		}
 	}()
 

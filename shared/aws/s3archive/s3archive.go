@@ -18,19 +18,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	sdkretry "github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	awsx "github.com/pgfleet/pgfleet/shared/aws"
+	"github.com/pgfleet/pgfleet/shared/retry"
 	"github.com/pgfleet/pgfleet/shared/wal"
 )
 
@@ -57,31 +57,8 @@ const (
 	DefaultConcurrency = 4
 )
 
-// Backoff bounds the retries of one request that S3 throttled or failed with a server error.
-type Backoff struct {
-	// Attempts is the most requests sent for one call, the first one included (at least 1).
-	Attempts int
-	// Initial caps the pause before the first retry; the cap doubles with every retry up to
-	// Max, and each pause is drawn uniformly below its cap (full jitter).
-	Initial time.Duration
-	Max     time.Duration
-}
-
 // DefaultBackoff suits S3's 503 SlowDown: up to six requests spread over about ten seconds.
-var DefaultBackoff = Backoff{Attempts: 6, Initial: 200 * time.Millisecond, Max: 5 * time.Second}
-
-// pause returns the jittered pause before retry number n (1 for the first retry).
-func (b Backoff) pause(n int) time.Duration {
-	limit := b.Initial
-	for i := 1; i < n && limit < b.Max; i++ {
-		limit *= 2
-	}
-	limit = min(limit, b.Max)
-	if limit <= 0 {
-		return 0
-	}
-	return rand.N(limit + 1)
-}
+var DefaultBackoff = retry.Backoff{Attempts: 6, Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 
 // Archive lists and deletes the objects of WAL archives in S3 buckets.
 type Archive struct {
@@ -91,7 +68,7 @@ type Archive struct {
 	// Concurrency is the most DeleteObjects requests in flight (0 means DefaultConcurrency).
 	Concurrency int
 	// Retry bounds the retries of throttled and failed requests.
-	Retry Backoff
+	Retry retry.Backoff
 }
 
 // New returns an archive that calls api, typically s3.NewFromConfig(cfg) (with UsePathStyle
@@ -288,7 +265,7 @@ func (a *Archive) DeleteBatch(ctx context.Context, bucket string, keys []string)
 		}, noSDKRetries)
 		r.Requests++
 		if err != nil {
-			if attempt < attempts && retryable(err) && sleep(ctx, a.Retry.pause(attempt)) == nil {
+			if attempt < attempts && retryable(err) && retry.Sleep(ctx, a.Retry.Pause(attempt)) == nil {
 				continue
 			}
 			err = fmt.Errorf("delete %d objects in %s (attempt %d): %w", len(pending), bucket, attempt, classify(err))
@@ -315,7 +292,7 @@ func (a *Archive) DeleteBatch(ctx context.Context, bucket string, keys []string)
 			}
 			failed = append(failed, ke)
 		}
-		if len(again) == 0 || attempt >= attempts || sleep(ctx, a.Retry.pause(attempt)) != nil {
+		if len(again) == 0 || attempt >= attempts || retry.Sleep(ctx, a.Retry.Pause(attempt)) != nil {
 			r.Failed = append(r.Failed, failed...)
 			return r
 		}
@@ -331,34 +308,8 @@ func (a *Archive) DeleteBatch(ctx context.Context, bucket string, keys []string)
 
 // withRetry calls fn until it succeeds, fails with an error that is not worth retrying, or the
 // attempts are spent. It returns how many requests it sent.
-func withRetry[T any](ctx context.Context, b Backoff, fn func() (T, error)) (T, int, error) {
-	attempts := max(b.Attempts, 1)
-	for n := 1; ; n++ {
-		out, err := fn()
-		if err == nil || n >= attempts || !retryable(err) {
-			return out, n, err
-		}
-		if serr := sleep(ctx, b.pause(n)); serr != nil {
-			return out, n, err
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+func withRetry[T any](ctx context.Context, b retry.Backoff, fn func() (T, error)) (T, int, error) {
+	return retry.Value(ctx, b, retryable, func(int) (T, error) { return fn() })
 }
 
 // throttleCodes are S3's answers to too many requests, and the server errors worth retrying.
@@ -373,7 +324,7 @@ func retryable(err error) bool {
 	if awsx.IsCode(err, throttleCodes...) {
 		return true
 	}
-	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
+	return sdkretry.IsErrorRetryables(sdkretry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
 }
 
 // retryableKeyCode reports whether a per-key error of a DeleteObjects answer is transient.

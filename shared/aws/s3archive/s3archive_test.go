@@ -19,11 +19,12 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/pgfleet/pgfleet/shared/aws/s3archive"
+	"github.com/pgfleet/pgfleet/shared/retry"
 	"github.com/pgfleet/pgfleet/shared/wal"
 )
 
 // fastRetry keeps retried tests quick.
-var fastRetry = s3archive.Backoff{Attempts: 4, Initial: time.Millisecond, Max: 4 * time.Millisecond}
+var fastRetry = retry.Backoff{Attempts: 4, Initial: time.Millisecond, Max: 4 * time.Millisecond}
 
 func apiErr(code string) error {
 	return &smithy.GenericAPIError{Code: code, Message: code + " (test)"}
@@ -352,37 +353,6 @@ func TestDeleteBatchesConcurrency(t *testing.T) {
 			t.Fatalf("%d batches started after the cancel", len(res))
 		}
 	})
-}
-
-func TestBackoffPause(t *testing.T) {
-	b := s3archive.Backoff{Attempts: 10, Initial: 100 * time.Millisecond, Max: time.Second}
-	tests := []struct {
-		retry int
-		cap   time.Duration
-	}{
-		{retry: 1, cap: 100 * time.Millisecond},
-		{retry: 2, cap: 200 * time.Millisecond},
-		{retry: 3, cap: 400 * time.Millisecond},
-		{retry: 4, cap: 800 * time.Millisecond},
-		{retry: 5, cap: time.Second},
-		{retry: 9, cap: time.Second},
-	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprint(tc.retry), func(t *testing.T) {
-			var lo, hi time.Duration = tc.cap, 0
-			for range 2000 {
-				d := s3archive.PauseForTest(b, tc.retry)
-				if d < 0 || d > tc.cap {
-					t.Fatalf("pause %s outside [0, %s]", d, tc.cap)
-				}
-				lo, hi = min(lo, d), max(hi, d)
-			}
-			// Full jitter: the pauses spread over the whole range.
-			if lo > tc.cap/10 || hi < tc.cap*9/10 {
-				t.Errorf("pauses between %s and %s, want them spread over [0, %s]", lo, hi, tc.cap)
-			}
-		})
-	}
 }
 
 func TestCheckBucket(t *testing.T) {
