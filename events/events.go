@@ -1,7 +1,8 @@
-// Package events holds the payloads pgfleet's functions accept, with sample events beside them
-// (*.json). Scheduled jobs accept both the bare request a rule or schedule with a constant input
-// delivers ({"cluster":"main"}) and the EventBridge "Scheduled Event" envelope with the request
-// in its detail.
+// Package events decodes the payloads pgfleet's functions accept into the request types the jobs
+// own (backup.Request, walprune.Request), with sample events beside it (*.json). Scheduled jobs
+// accept both the bare request a rule or schedule with a constant input delivers
+// ({"cluster":"main"}) and the EventBridge "Scheduled Event" envelope with the request in its
+// detail.
 package events
 
 import (
@@ -15,23 +16,6 @@ import (
 
 // ErrMalformed marks an event pgfleet cannot read.
 var ErrMalformed = errors.New("malformed event")
-
-// BackupRequest asks for one backup of a cluster.
-type BackupRequest struct {
-	Cluster string `json:"cluster"`
-}
-
-// WALPruneRequest asks for one WAL prune of a cluster's archive.
-type WALPruneRequest struct {
-	Cluster string `json:"cluster"`
-	// DryRun returns the plan without deleting anything.
-	DryRun bool `json:"dryRun,omitempty"`
-	// KeepFrom is an operator's WAL segment name: nothing at or after it is deleted. It can only
-	// make pruning more conservative.
-	KeepFrom string `json:"keepFrom,omitempty"`
-	// MaxDeletes lowers the configured per-run cap on deletions.
-	MaxDeletes int `json:"maxDeletes,omitempty"`
-}
 
 // DecodeScheduled reads a scheduled job's request from either a bare JSON object or an
 // EventBridge event envelope whose detail holds the request. Unknown fields are errors, so a

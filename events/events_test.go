@@ -25,7 +25,7 @@ func TestDecodeScheduled(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var req BackupRequest
+			var req clusterRequest
 			err := DecodeScheduled([]byte(tc.raw), &req)
 			if tc.wantErr {
 				if !errors.Is(err, ErrMalformed) {
@@ -56,11 +56,16 @@ func TestSampleEventFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var req BackupRequest
+			var req clusterRequest
 			err = DecodeScheduled(raw, &req)
 			if (err != nil) != tc.wantErr || req.Cluster != tc.want {
 				t.Fatalf("got %+v, %v", req, err)
 			}
 		})
 	}
+}
+
+// clusterRequest has the shape of a job's request (backup.Request): the payload decoded here.
+type clusterRequest struct {
+	Cluster string `json:"cluster"`
 }

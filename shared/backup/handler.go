@@ -15,7 +15,7 @@ import (
 // owner is unique to this invocation (the Lambda request id plus random bits): duplicate
 // deliveries of one event can share a request id, and must not both hold the lease.
 func (b *Backup) Handle(ctx context.Context, raw json.RawMessage) (Result, error) {
-	var req events.BackupRequest
+	var req Request
 	if err := events.DecodeScheduled(raw, &req); err != nil {
 		return b.fail(Result{StepsMS: map[string]float64{}}, fmt.Errorf("%w: %w", fleet.ErrBadRequest, err))
 	}
@@ -25,5 +25,5 @@ func (b *Backup) Handle(ctx context.Context, raw json.RawMessage) (Result, error
 		requestID = lc.AwsRequestID
 	}
 	run.Owner, run.RequestID = fleet.NewLeaseOwner(requestID), requestID
-	return run.Run(ctx, Request{Cluster: req.Cluster})
+	return run.Run(ctx, req)
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/pgfleet/pgfleet/events"
 	"github.com/pgfleet/pgfleet/shared/local/moto"
 	"github.com/pgfleet/pgfleet/shared/testutil"
 	"github.com/pgfleet/pgfleet/shared/wal"
@@ -76,7 +75,7 @@ func benchPruneVsCLI(b *testing.B, end uint64, boundary wal.Segment) {
 	for b.Loop() {
 		proxy.reset()
 		t0 := time.Now()
-		res, err := p.Run(ctx, events.WALPruneRequest{Cluster: "main"})
+		res, err := p.Run(ctx, walprune.Request{Cluster: "main"})
 		if err != nil {
 			b.Fatalf("pruner: %v", err)
 		}

@@ -14,13 +14,13 @@ import (
 // TestSampleEvents decodes every events/walprune-*.json sample and runs it through Handle.
 func TestSampleEvents(t *testing.T) {
 	tests := map[string]struct {
-		want   events.WALPruneRequest
+		want   walprune.Request
 		status string
 	}{
-		"walprune-constant-input.json":  {want: events.WALPruneRequest{Cluster: "main"}, status: walprune.StatusCompleted},
-		"walprune-dry-run.json":         {want: events.WALPruneRequest{Cluster: "main", DryRun: true}, status: walprune.StatusPlanned},
-		"walprune-keep-from.json":       {want: events.WALPruneRequest{Cluster: "main", KeepFrom: "000000010000000A00000010"}, status: walprune.StatusCompleted},
-		"walprune-scheduled-event.json": {want: events.WALPruneRequest{Cluster: "main", MaxDeletes: 50000}, status: walprune.StatusCompleted},
+		"walprune-constant-input.json":  {want: walprune.Request{Cluster: "main"}, status: walprune.StatusCompleted},
+		"walprune-dry-run.json":         {want: walprune.Request{Cluster: "main", DryRun: true}, status: walprune.StatusPlanned},
+		"walprune-keep-from.json":       {want: walprune.Request{Cluster: "main", KeepFrom: "000000010000000A00000010"}, status: walprune.StatusCompleted},
+		"walprune-scheduled-event.json": {want: walprune.Request{Cluster: "main", MaxDeletes: 50000}, status: walprune.StatusCompleted},
 	}
 	files, err := filepath.Glob(filepath.Join("..", "..", "events", "walprune-*.json"))
 	if err != nil {
@@ -40,7 +40,7 @@ func TestSampleEvents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var req events.WALPruneRequest
+			var req walprune.Request
 			if err := events.DecodeScheduled(raw, &req); err != nil || req != tc.want {
 				t.Fatalf("decoded %+v, %v; want %+v", req, err, tc.want)
 			}

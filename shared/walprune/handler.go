@@ -18,7 +18,7 @@ import (
 // the same owner in twice would let them overlap. A run killed before it releases the lease
 // leaves it to expire (LeaseTTL).
 func (p *Pruner) Handle(ctx context.Context, raw json.RawMessage) (Result, error) {
-	var req events.WALPruneRequest
+	var req Request
 	if err := events.DecodeScheduled(raw, &req); err != nil {
 		return p.fail(Result{}, p.now(), fmt.Errorf("%w: %w", fleet.ErrBadRequest, err))
 	}

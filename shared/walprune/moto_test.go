@@ -19,7 +19,6 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/pgfleet/pgfleet/events"
 	"github.com/pgfleet/pgfleet/shared/aws/s3archive"
 	"github.com/pgfleet/pgfleet/shared/config"
 	"github.com/pgfleet/pgfleet/shared/fleet/fleetfake"
@@ -226,7 +225,7 @@ func TestMotoPrune100kPgBackRest(t *testing.T) {
 
 	rec := &moto.Recorder{}
 	start := time.Now()
-	res, err := m.pruner(m.client(rec)).Run(context.Background(), events.WALPruneRequest{Cluster: "main"})
+	res, err := m.pruner(m.client(rec)).Run(context.Background(), walprune.Request{Cluster: "main"})
 	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -325,7 +324,7 @@ func TestMotoPruneInterruptedThenResumed(t *testing.T) {
 	populate := m.setup(t, pgbrArchive("wal-resume"), boundary, "", fix.Keys)
 	t.Logf("populated %d objects in %s", len(fix.Keys), populate.Round(time.Millisecond))
 	ctx := context.Background()
-	req := events.WALPruneRequest{Cluster: "main"}
+	req := walprune.Request{Cluster: "main"}
 	done := &deleteTracker{}
 
 	// Run 1: DeleteObjects fails after two successful calls, four batches in flight.
@@ -382,7 +381,7 @@ func TestMotoPrunePlainLayout(t *testing.T) {
 	populate := m.setup(t, arch, boundary, "", fix.Keys)
 	t.Logf("populated %d objects in %s", len(fix.Keys), populate.Round(time.Millisecond))
 	rec := &moto.Recorder{}
-	res, err := m.pruner(m.client(rec)).Run(context.Background(), events.WALPruneRequest{Cluster: "main"})
+	res, err := m.pruner(m.client(rec)).Run(context.Background(), walprune.Request{Cluster: "main"})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -411,7 +410,7 @@ func TestMotoPruneVersionedBucket(t *testing.T) {
 	boundary := seg(1, segsPerLog+0x20)
 	fix := pgbrFixture(2*segsPerLog, boundary)
 	m.setup(t, pgbrArchive("wal-versioned"), boundary, types.BucketVersioningStatusEnabled, fix.Keys)
-	res, err := m.pruner(m.client(nil)).Run(context.Background(), events.WALPruneRequest{Cluster: "main"})
+	res, err := m.pruner(m.client(nil)).Run(context.Background(), walprune.Request{Cluster: "main"})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -463,7 +462,7 @@ func TestMotoPruneRefusals(t *testing.T) {
 			}
 			m.configs.Put(clusterConfig("main", a))
 			rec := &moto.Recorder{}
-			_, err := m.pruner(m.client(rec, tc.opts...)).Run(context.Background(), events.WALPruneRequest{Cluster: "main"})
+			_, err := m.pruner(m.client(rec, tc.opts...)).Run(context.Background(), walprune.Request{Cluster: "main"})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err %v, want %v", err, tc.wantErr)
 			}

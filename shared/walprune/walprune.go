@@ -48,7 +48,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgfleet/pgfleet/events"
 	"github.com/pgfleet/pgfleet/shared/config"
 	"github.com/pgfleet/pgfleet/shared/fleet"
 	"github.com/pgfleet/pgfleet/shared/logctx"
@@ -123,6 +122,19 @@ type Pruner struct {
 	SafetyMargin time.Duration
 	// LeaseTTL is the lease expiry (0 means DefaultLeaseTTL).
 	LeaseTTL time.Duration
+}
+
+// Request asks for one WAL prune of a cluster's archive (the function's event, decoded by
+// events.DecodeScheduled).
+type Request struct {
+	Cluster string `json:"cluster"`
+	// DryRun returns the plan without deleting anything.
+	DryRun bool `json:"dryRun,omitempty"`
+	// KeepFrom is an operator's WAL segment name: nothing at or after it is deleted. It can only
+	// make pruning more conservative.
+	KeepFrom string `json:"keepFrom,omitempty"`
+	// MaxDeletes lowers the configured per-run cap on deletions.
+	MaxDeletes int `json:"maxDeletes,omitempty"`
 }
 
 // Result is what a run returns (and what the Lambda answers).
@@ -234,7 +246,7 @@ func (p *Pruner) leaseTTL() time.Duration {
 // Run prunes the WAL archive of req.Cluster. A run stopped by the cap or the deadline returns
 // no error (Complete false); keys that failed to delete return an error wrapping
 // ErrIncompleteDelete along with the result.
-func (p *Pruner) Run(ctx context.Context, req events.WALPruneRequest) (res Result, err error) {
+func (p *Pruner) Run(ctx context.Context, req Request) (res Result, err error) {
 	start := p.now()
 	res = Result{Cluster: req.Cluster, DryRun: req.DryRun, KeepFrom: req.KeepFrom}
 	if err := checkRequest(req); err != nil {
@@ -299,7 +311,7 @@ func (p *Pruner) Run(ctx context.Context, req events.WALPruneRequest) (res Resul
 }
 
 // checkRequest rejects bad input before anything is read.
-func checkRequest(req events.WALPruneRequest) error {
+func checkRequest(req Request) error {
 	if !config.ValidName(req.Cluster) {
 		return fmt.Errorf("%w: cluster %q is not a valid cluster name", fleet.ErrBadRequest, req.Cluster)
 	}
@@ -326,7 +338,7 @@ func (p *Pruner) fail(res Result, start time.Time, err error) (Result, error) {
 	return res, err
 }
 
-func (p *Pruner) runLocked(ctx context.Context, log *slog.Logger, cfg config.Cluster, arch config.Archive, layout wal.Layout, roots []string, req events.WALPruneRequest, res Result) (Result, error) {
+func (p *Pruner) runLocked(ctx context.Context, log *slog.Logger, cfg config.Cluster, arch config.Archive, layout wal.Layout, roots []string, req Request, res Result) (Result, error) {
 	// The boundary: the lowest redo point over the sets that are completed or may still be.
 	segSize := int64(arch.SegmentSizeMiB) << 20
 	bound, err := p.boundarySet(ctx, cfg.Name, segSize)
@@ -577,7 +589,7 @@ func (p *Pruner) checkSharedArchive(ctx context.Context, cluster string, arch co
 }
 
 // maxDeletes is the configured cap (its default when unset), lowered by the event's.
-func maxDeletes(arch config.Archive, req events.WALPruneRequest) int {
+func maxDeletes(arch config.Archive, req Request) int {
 	limit := arch.MaxDeletesPerRun
 	if limit <= 0 {
 		limit = config.DefaultMaxDeletesPerRun

@@ -90,7 +90,7 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-func (h *harness) run(ctx context.Context, req events.WALPruneRequest) (walprune.Result, error) {
+func (h *harness) run(ctx context.Context, req walprune.Request) (walprune.Result, error) {
 	if req.Cluster == "" {
 		req.Cluster = "main"
 	}
@@ -150,7 +150,7 @@ func first(s []string) string {
 // completed set, main-3; a pending set and a newer completed one need later WAL.
 func TestRunDeletesBeforeTheBoundary(t *testing.T) {
 	h := newHarness(t)
-	res, err := h.run(context.Background(), events.WALPruneRequest{})
+	res, err := h.run(context.Background(), walprune.Request{})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -232,7 +232,7 @@ func TestBoundary(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.setArchive(func(a *config.Archive) { a.MarginSegments = tc.margin })
-			res, err := h.run(context.Background(), events.WALPruneRequest{KeepFrom: tc.keepFrom})
+			res, err := h.run(context.Background(), walprune.Request{KeepFrom: tc.keepFrom})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -339,7 +339,7 @@ func TestBoundarySetChoice(t *testing.T) {
 				h.snaps.Put(s...)
 			}
 			h.p.Snapshots = h.snaps
-			res, err := h.run(context.Background(), events.WALPruneRequest{})
+			res, err := h.run(context.Background(), walprune.Request{})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -392,7 +392,7 @@ func TestRefusals(t *testing.T) {
 	tests := []struct {
 		name    string
 		setup   func(h *harness)
-		req     events.WALPruneRequest
+		req     walprune.Request
 		wantErr error
 		// noLease: refused before the lease is taken.
 		noLease bool
@@ -454,13 +454,13 @@ func TestRefusals(t *testing.T) {
 		{name: "snapshots cannot be listed", setup: func(h *harness) {
 			h.snaps.FailAlways(fleetfake.OpListSnapshots, errors.New("UnauthorizedOperation"))
 		}, wantErr: errAny},
-		{name: "unknown cluster", req: events.WALPruneRequest{Cluster: "nosuch"}, wantErr: config.ErrUnknownCluster, noLease: true},
-		{name: "invalid cluster name", req: events.WALPruneRequest{Cluster: "Main!"}, wantErr: fleet.ErrBadRequest, noLease: true},
-		{name: "keepFrom not a WAL name", req: events.WALPruneRequest{KeepFrom: "000000010000000A"}, wantErr: fleet.ErrBadRequest, noLease: true},
-		{name: "keepFrom a partial name", req: events.WALPruneRequest{KeepFrom: seg(1, 5).String() + ".partial"}, wantErr: fleet.ErrBadRequest, noLease: true},
-		{name: "keepFrom lower case", req: events.WALPruneRequest{KeepFrom: strings.ToLower(seg(1, 0xAB).String())}, wantErr: fleet.ErrBadRequest, noLease: true},
-		{name: "keepFrom out of range for the segment size", req: events.WALPruneRequest{KeepFrom: "000000010000000100000100"}, wantErr: fleet.ErrBadRequest},
-		{name: "negative maxDeletes", req: events.WALPruneRequest{MaxDeletes: -1}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "unknown cluster", req: walprune.Request{Cluster: "nosuch"}, wantErr: config.ErrUnknownCluster, noLease: true},
+		{name: "invalid cluster name", req: walprune.Request{Cluster: "Main!"}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "keepFrom not a WAL name", req: walprune.Request{KeepFrom: "000000010000000A"}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "keepFrom a partial name", req: walprune.Request{KeepFrom: seg(1, 5).String() + ".partial"}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "keepFrom lower case", req: walprune.Request{KeepFrom: strings.ToLower(seg(1, 0xAB).String())}, wantErr: fleet.ErrBadRequest, noLease: true},
+		{name: "keepFrom out of range for the segment size", req: walprune.Request{KeepFrom: "000000010000000100000100"}, wantErr: fleet.ErrBadRequest},
+		{name: "negative maxDeletes", req: walprune.Request{MaxDeletes: -1}, wantErr: fleet.ErrBadRequest, noLease: true},
 		{name: "lease held by another run", setup: func(h *harness) {
 			h.lease.Hold("walprune/main", "other-run", time.Now().Add(time.Hour))
 		}, wantErr: fleet.ErrLeaseHeld},
@@ -501,7 +501,7 @@ var errAny = errors.New("any error")
 
 func TestDryRunDeletesNothing(t *testing.T) {
 	h := newHarness(t)
-	res, err := h.run(context.Background(), events.WALPruneRequest{DryRun: true})
+	res, err := h.run(context.Background(), walprune.Request{DryRun: true})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -546,7 +546,7 @@ func TestMaxDeletes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.setArchive(func(a *config.Archive) { a.MaxDeletesPerRun = tc.configured })
-			res, err := h.run(context.Background(), events.WALPruneRequest{MaxDeletes: tc.event})
+			res, err := h.run(context.Background(), walprune.Request{MaxDeletes: tc.event})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -568,7 +568,7 @@ func TestMaxDeletes(t *testing.T) {
 			}
 			// The next runs continue from there.
 			for run := 2; ; run++ {
-				res, err := h.run(context.Background(), events.WALPruneRequest{})
+				res, err := h.run(context.Background(), walprune.Request{})
 				if err != nil || run > 10 {
 					t.Fatalf("run %d: %s, %v", run, summary(res), err)
 				}
@@ -610,7 +610,7 @@ func TestDeadlineStopsBetweenBatches(t *testing.T) {
 	h.arch.onBatch = func(int) { h.clock.Advance(time.Minute) }
 	ctx, cancel := context.WithDeadline(context.Background(), h.clock.Now().Add(10*time.Minute))
 	defer cancel()
-	res, err := h.p.Run(ctx, events.WALPruneRequest{Cluster: "main"})
+	res, err := h.p.Run(ctx, walprune.Request{Cluster: "main"})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -627,7 +627,7 @@ func TestDeadlineStopsBetweenBatches(t *testing.T) {
 
 	// A second run without the deadline finishes the job.
 	h.arch.onBatch = nil
-	res2, err := h.run(context.Background(), events.WALPruneRequest{})
+	res2, err := h.run(context.Background(), walprune.Request{})
 	if err != nil || !res2.Complete || res2.Deleted != res.NotSent {
 		t.Fatalf("second run: %+v, %v", res2, err)
 	}
@@ -642,7 +642,7 @@ func TestDeadlineTooCloseToList(t *testing.T) {
 	h.p.SafetyMargin = time.Hour
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	_, err := h.run(ctx, events.WALPruneRequest{})
+	_, err := h.run(ctx, walprune.Request{})
 	if err == nil || !strings.Contains(err.Error(), "safety margin") {
 		t.Fatalf("err %v, want a refusal naming the safety margin", err)
 	}
@@ -654,7 +654,7 @@ func TestDeleteErrorsAreReported(t *testing.T) {
 		h := newHarness(t)
 		bad := []string{h.fix.Delete[5], h.fix.Delete[1500], h.fix.Delete[len(h.fix.Delete)-1]}
 		h.arch.keyErrs = map[string]string{bad[0]: "AccessDenied", bad[1]: "InternalError", bad[2]: "AccessDenied"}
-		res, err := h.run(context.Background(), events.WALPruneRequest{})
+		res, err := h.run(context.Background(), walprune.Request{})
 		if !errors.Is(err, walprune.ErrIncompleteDelete) {
 			t.Fatalf("err %v, want ErrIncompleteDelete", err)
 		}
@@ -682,7 +682,7 @@ func TestDeleteErrorsAreReported(t *testing.T) {
 	t.Run("a batch failing as a whole stops the run", func(t *testing.T) {
 		h := newHarness(t)
 		h.arch.failBatch = 2
-		res, err := h.run(context.Background(), events.WALPruneRequest{})
+		res, err := h.run(context.Background(), walprune.Request{})
 		if !errors.Is(err, walprune.ErrIncompleteDelete) || !errors.Is(err, wal.ErrAccessDenied) {
 			t.Fatalf("err %v", err)
 		}
@@ -705,7 +705,7 @@ func TestKeysOutsideThePrefixAreNeverSent(t *testing.T) {
 		"pgbackrest/archive/main-old/15-1/0000000100000000/000000010000000000000003-" + sha("000000010000000000000003") + ".gz",
 	}
 	h.p.Archive = &strayArchive{memArchive: h.arch, stray: stray}
-	res, err := h.run(context.Background(), events.WALPruneRequest{})
+	res, err := h.run(context.Background(), walprune.Request{})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -748,7 +748,7 @@ func (l strayLister) ListPage(ctx context.Context, req wal.ListRequest, token st
 func TestVersionedBucket(t *testing.T) {
 	h := newHarness(t)
 	h.arch.versioning = "Enabled"
-	res, err := h.run(context.Background(), events.WALPruneRequest{})
+	res, err := h.run(context.Background(), walprune.Request{})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -898,7 +898,7 @@ func TestRunOwnersAreUnique(t *testing.T) {
 	h := newHarness(t)
 	h.p.Owner = ""
 	for range 2 {
-		if _, err := h.run(context.Background(), events.WALPruneRequest{DryRun: true}); err != nil {
+		if _, err := h.run(context.Background(), walprune.Request{DryRun: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -915,7 +915,7 @@ func TestRunOwnersAreUnique(t *testing.T) {
 
 func TestResultJSON(t *testing.T) {
 	h := newHarness(t)
-	res, err := h.run(context.Background(), events.WALPruneRequest{})
+	res, err := h.run(context.Background(), walprune.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1008,7 +1008,7 @@ func TestSharedArchiveIsRefused(t *testing.T) {
 				}
 			}
 			h.p.Configs = listingConfigs{ConfigSource: h.configs, names: names, err: tc.listErr}
-			res, err := h.run(context.Background(), events.WALPruneRequest{})
+			res, err := h.run(context.Background(), walprune.Request{})
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Run: %v", err)
@@ -1147,7 +1147,7 @@ func TestArchivesThatMustBePruned(t *testing.T) {
 			h.snaps = fleetfake.NewSnapshotStore()
 			h.snaps.Put(setSnapshots("main", "only", t0, snapset.StatusCompleted, tc.boundary.String())...)
 			h.p.Snapshots = h.snaps
-			res, err := h.run(context.Background(), events.WALPruneRequest{})
+			res, err := h.run(context.Background(), walprune.Request{})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
