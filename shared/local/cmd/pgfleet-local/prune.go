@@ -40,7 +40,7 @@ func demoPrune(ctx context.Context, log *slog.Logger, s *site.Site) error {
 		if dry {
 			what = "prune dry run"
 		}
-		fmt.Printf("== %s: boundary %s (redo WAL of the oldest retained set %s), listed %d, planned %d (%d bytes), deleted %d, kept %d, protected %d, unrecognized %d, %d requests\n",
+		fmt.Printf("== %s: boundary %s (the lowest redo point of the retained sets, set %s), listed %d, planned %d (%d bytes), deleted %d, kept %d, protected %d, unrecognized %d, %d requests\n",
 			what, res.Boundary, res.BoundarySetID, res.Listed, res.Planned, res.PlannedBytes, res.Deleted, res.Kept, res.Protected, res.Unrecognized, res.Requests)
 	}
 	return nil
