@@ -433,3 +433,39 @@ func (h *host) logWatchdog(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(h.stateDir, "watchdog.log"))
 	t.Logf("watchdog.log:\n%s", b)
 }
+
+// TestThawThatCannotTakeTheLockChangesNothing: while something holds the host's lock for longer
+// than a thaw waits (a freeze stuck in its checkpoint), the thaw fails, says which mounts the
+// recorded freeze left frozen, and touches nothing: the watchdog stays armed, the caller retries.
+func TestThawThatCannotTakeTheLockChangesNothing(t *testing.T) {
+	h := newHost(t, hostOptions{})
+	fr := h.doFreeze(t, h.freezeArgs())
+	ws := h.writers()
+	holder := exec.Command("flock", filepath.Join(h.stateDir, "lock"), "sleep", "120")
+	holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// flock and its sleep both hold the lock: end the whole group.
+	release := func() { _ = syscall.Kill(-holder.Process.Pid, syscall.SIGKILL); _ = holder.Wait() }
+	defer release()
+	waitFor(t, 5*time.Second, "lock held", func() bool {
+		return exec.Command("flock", "-n", filepath.Join(h.stateDir, "lock"), "true").Run() != nil
+	})
+	var tr hostscripts.ThawResult
+	code, took := h.run(t, h.thaw, hostscripts.Thaw, h.thawArgs(), &tr)
+	if code == 0 || tr.OK || !strings.Contains(tr.Error, "still holds") || len(tr.StillFrozen) != 2 {
+		t.Fatalf("exit %d after %s, %+v; want a failure naming the lock, both mounts still frozen", code, took, tr)
+	}
+	if took < hostscripts.ThawLockWait {
+		t.Errorf("the thaw gave up after %s, before its %s wait", took, hostscripts.ThawLockWait)
+	}
+	assertBlocked(t, ws, 200*time.Millisecond)
+	if !alive(fr.WatchdogPID) || !h.exists(h.record()) || !h.exists(h.standbySignal()) {
+		t.Errorf("watchdog alive %v, record %v, standby.signal %v; want all kept", alive(fr.WatchdogPID), h.exists(h.record()), h.exists(h.standbySignal()))
+	}
+	release()
+	h.doThaw(t, h.thawArgs())
+	assertDone(t, ws, 5*time.Second)
+	h.assertUntouched(t)
+}

@@ -97,7 +97,10 @@ RECORD="$opt_state_dir/$RECORD_NAME"
 # Wait for a freeze (or a firing watchdog) still at work on this host; it is fine to wait here:
 # writes are blocked only once that freeze has frozen, and this thaw runs right after it.
 if ! take_lock "$opt_state_dir" "$THAW_LOCK_WAIT_SECONDS"; then
-	if [[ -f $RECORD ]] && IFS= read -r -d '' rec <"$RECORD" && [[ $rec =~ \"frozen_mounts\":\[([^]]*)\] ]]; then
+	# Not knowing better, report the recorded freeze's mounts as still frozen.
+	rec=''
+	if [[ -f $RECORD ]]; then IFS= read -r -d '' rec <"$RECORD" || true; fi
+	if [[ $rec =~ \"frozen_mounts\":\[([^]]*)\] ]]; then
 		split_csv "${BASH_REMATCH[1]//\"/}"
 		STILL_FROZEN=(${SPLIT[@]+"${SPLIT[@]}"})
 	fi
