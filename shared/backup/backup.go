@@ -203,10 +203,9 @@ func (b *Backup) Run(ctx context.Context, req Request) (res Result, err error) {
 		return b.fail(res, fmt.Errorf("load configuration: %w", err))
 	}
 	// Arguments the host scripts would refuse send nothing to any host, not even a thaw.
-	if _, err := freezeParams(cfg).Args().Argv(hostscripts.Freeze); err != nil {
-		return b.fail(res, fmt.Errorf("%w: cluster %s: %w (nothing was sent to a host)", ErrBadConfig, cfg.Name, err))
-	}
-	if _, err := thawParams(cfg).Args().Argv(hostscripts.Thaw); err != nil {
+	_, ferr := freezeParams(cfg).Args().Argv(hostscripts.Freeze)
+	_, terr := thawParams(cfg).Args().Argv(hostscripts.Thaw)
+	if err := errors.Join(ferr, terr); err != nil {
 		return b.fail(res, fmt.Errorf("%w: cluster %s: %w (nothing was sent to a host)", ErrBadConfig, cfg.Name, err))
 	}
 	// Every line of the run, the adapters' included, names the cluster and the request; the
@@ -478,13 +477,15 @@ type thawOutcome struct {
 	// first is the result of the first attempt, when it ran the script and answered.
 	first    hostscripts.ThawResult
 	hasFirst bool
+	// fired is the last attempt's result that reported a fired watchdog.
+	fired hostscripts.ThawResult
 }
 
 // thawedBeforeUs reports whether something other than this run thawed the host the freeze fr
 // froze: a thaw reported that fr's watchdog fired, or the first thaw to reach the host found
 // every mount fr froze already thawed.
 func (o thawOutcome) thawedBeforeUs(fr hostscripts.FreezeResult) bool {
-	if o.result.WatchdogFired(fr) || (o.hasFirst && o.first.WatchdogFired(fr)) {
+	if o.fired.WatchdogFired(fr) {
 		return true
 	}
 	if !o.hasFirst || !o.first.OK || len(fr.StillFrozen) == 0 {
@@ -515,12 +516,12 @@ func (b *Backup) thaw(ctx context.Context, log *slog.Logger, instanceID string, 
 		if attempt == 1 && tr.Action == string(hostscripts.Thaw) {
 			out.first, out.hasFirst = tr, true
 		}
+		if tr.WatchdogFiredToken != "" {
+			out.fired = tr
+		}
 		if err == nil {
 			out.result = tr
 			return nil
-		}
-		if tr.WatchdogFiredToken != "" {
-			out.result.WatchdogFiredToken, out.result.WatchdogFiredUS = tr.WatchdogFiredToken, tr.WatchdogFiredUS
 		}
 		log.Warn("thaw attempt failed", "step", "thaw", "attempt", attempt, "error", err.Error())
 		return err

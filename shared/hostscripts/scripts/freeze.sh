@@ -363,7 +363,6 @@ if [[ -e $RECORD ]]; then
 	fail "already frozen by pgfleet since $since (freeze record $RECORD$wd), run thaw first"
 fi
 
-
 # b) PostgreSQL must be up.
 if [[ -x $opt_pg_bin/pg_isready ]]; then
 	if ! out=$(as_pg "$opt_pg_bin/pg_isready" -h "$opt_pg_host" -p "$opt_port" -d postgres -t 5 2>&1 9>&-); then
@@ -607,8 +606,9 @@ now_us
 COUNT_FROM_US=$REPLY
 if ((FROZEN_US > 0)); then COUNT_FROM_US=$FROZEN_US; fi
 WATCHDOG_DEADLINE_US=$((COUNT_FROM_US + 10#$opt_watchdog_seconds * 1000000))
-{ printf '%s %s\n' "$TOKEN" "$COUNT_FROM_US" >"$STATE_DIR/watchdog-go.tmp" &&
-	mv -f -- "$STATE_DIR/watchdog-go.tmp" "$STATE_DIR/watchdog-go"; } ||
+# One small write, no rename: this is inside the frozen window, where a fork counts, and the
+# watchdog reads the line whole or not at all (then it looks again 50 ms later).
+printf '%s %s\n' "$TOKEN" "$COUNT_FROM_US" >"$STATE_DIR/watchdog-go" ||
 	fail "cannot start the watchdog's countdown ($STATE_DIR/watchdog-go); thawed at once"
 watchdog_state
 if [[ $REPLY != armed && $REPLY != counting ]] || ! proc_alive "$WATCHDOG_PID" || ! watchdog_is_ours "$WATCHDOG_PID" "$TOKEN"; then

@@ -94,34 +94,32 @@ if [[ ! -d $opt_state_dir ]]; then
 	if ! { mkdir -p -- "$opt_state_dir" && chmod 0700 -- "$opt_state_dir"; }; then fail "cannot create state dir $opt_state_dir"; fi
 fi
 RECORD="$opt_state_dir/$RECORD_NAME"
-# Wait for a freeze (or a firing watchdog) still at work on this host; it is fine to wait here:
-# writes are blocked only once that freeze has frozen, and this thaw runs right after it.
-if ! take_lock "$opt_state_dir" "$THAW_LOCK_WAIT_SECONDS"; then
-	# Not knowing better, report the recorded freeze's mounts as still frozen.
-	rec=''
-	if [[ -f $RECORD ]]; then IFS= read -r -d '' rec <"$RECORD" || true; fi
-	if [[ $rec =~ \"frozen_mounts\":\[([^]]*)\] ]]; then
-		split_csv "${BASH_REMATCH[1]//\"/}"
-		STILL_FROZEN=(${SPLIT[@]+"${SPLIT[@]}"})
-	fi
-	fail "a pgfleet freeze on this host still holds $opt_state_dir/$LOCK_NAME after ${THAW_LOCK_WAIT_SECONDS}s: nothing was thawed yet; retry (the watchdog stays armed)"
-fi
 REC=''
 REC_TOKEN=''
 REC_PID=0
 REC_PGDATA=''
 REC_MOUNTS=()
-if [[ -f $RECORD ]]; then
+# read_record: the freeze record's token, watchdog pid, PGDATA and frozen mounts, if there is one.
+read_record() {
+	[[ -f $RECORD ]] || return 0
 	IFS= read -r -d '' REC <"$RECORD" || true
 	if [[ $REC =~ \"token\":\"([0-9-]+)\" ]]; then REC_TOKEN=${BASH_REMATCH[1]}; fi
 	if [[ $REC =~ \"watchdog_pid\":([0-9]+) ]]; then REC_PID=${BASH_REMATCH[1]}; fi
 	if [[ $REC =~ \"pgdata\":\"([^\"]*)\" ]]; then REC_PGDATA=${BASH_REMATCH[1]}; fi
 	if [[ $REC =~ \"frozen_mounts\":\[([^]]*)\] ]]; then
-		list=${BASH_REMATCH[1]//\"/}
-		split_csv "$list"
+		split_csv "${BASH_REMATCH[1]//\"/}"
 		REC_MOUNTS=(${SPLIT[@]+"${SPLIT[@]}"})
 	fi
+}
+# Wait for a freeze (or a firing watchdog) still at work on this host; it is fine to wait here:
+# writes are blocked only once that freeze has frozen, and this thaw runs right after it.
+if ! take_lock "$opt_state_dir" "$THAW_LOCK_WAIT_SECONDS"; then
+	# Not knowing better, report the recorded freeze's mounts as still frozen.
+	read_record
+	STILL_FROZEN=(${REC_MOUNTS[@]+"${REC_MOUNTS[@]}"})
+	fail "a pgfleet freeze on this host still holds $opt_state_dir/$LOCK_NAME after ${THAW_LOCK_WAIT_SECONDS}s: nothing was thawed yet; retry (the watchdog stays armed)"
 fi
+read_record
 
 # Every mount named here or frozen by the recorded freeze.
 split_csv "$opt_mounts"
